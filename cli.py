@@ -1,0 +1,97 @@
+"""Helpers shared by the entry scripts: data arguments, user-facing errors, versions."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TensorFlow's C++ start-up chatter out of the output
+
+import argparse
+import platform
+import sys
+from pathlib import Path
+
+from dataset import DEFAULT_DATA_DIR, SAMPLE_DIR, DataError, ImageSet, load_images
+from models import MODEL_NAMES, UnknownModelError
+from runs import RunError
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean a user mistake: printed as one line, no traceback."""
+    from inference import MissingLabelError
+    from priors import PriorError
+    return DataError, RunError, UnknownModelError, MissingLabelError, PriorError
+
+
+def run_main(main, argv=None) -> int:
+    try:
+        return main(argv) or 0
+    except user_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def add_model_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    # No `choices=`: the registry's own error lists the valid names in one line.
+    parser.add_argument("-m", "--model", required=required, metavar="NAME",
+                        help=f"one of: {', '.join(MODEL_NAMES)}")
+
+
+def add_data_args(parser: argparse.ArgumentParser, split_default: str = "train") -> None:
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder of images (img-<index>-<class>.png) or a CIFAR-10 batch folder "
+                             f"(default: {_rel(DEFAULT_DATA_DIR)} if present, else the bundled sample)")
+    parser.add_argument("--split", default=split_default,
+                        help="for batch folders: train, test, or batch numbers such as 1-4 (default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=32, help="images are resized to this size (default: 32)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def default_data(kind: str) -> tuple[Path, str]:
+    """(path, split) used when --data is not given: the downloaded CIFAR-10, else the bundled sample.
+
+    kind is "train" or "val"; for the download, validation is the official test batch.
+    """
+    if DEFAULT_DATA_DIR.exists():
+        return DEFAULT_DATA_DIR, "train" if kind == "train" else "test"
+    return SAMPLE_DIR / ("train" if kind == "train" else "val"), "train"
+
+
+def load_data(path: Path | None, split: str, image_size: int, limit: int | None, kind: str = "train",
+              announce: bool = True) -> ImageSet:
+    if path is None:
+        path, split = default_data(kind)
+        if announce and path.is_relative_to(SAMPLE_DIR):
+            print(f"no --data given and {_rel(DEFAULT_DATA_DIR)} not found: using the bundled sample "
+                  f"{_rel(path)} (`python dataset.py download` fetches full CIFAR-10)")
+    data = load_images(path, split, image_size)
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"--limit must be positive, got {limit}")
+        data = data.subset(limit)
+    return data
+
+
+def data_record(data: ImageSet, path: Path | None, split: str) -> dict:
+    """What a config stores about a data set (enough to reload it and to recognise it)."""
+    return {"path": str(path) if path is not None else None, "split": split, "description": data.description,
+            "n_images": len(data), "fingerprint": data.fingerprint()}
+
+
+def versions() -> dict:
+    import keras
+    import numpy
+    out = {"python": platform.python_version(), "keras": keras.__version__, "numpy": numpy.__version__,
+           "backend": keras.backend.backend()}
+    try:
+        import tensorflow as tf
+        out["tensorflow"] = tf.__version__
+    except ImportError:
+        pass
+    return out

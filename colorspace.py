@@ -1,0 +1,150 @@
+"""Color-space conversion and the network encodings, in one place.
+
+All functions are NumPy, vectorized over any leading batch dimensions, and
+work in float32 (the original called skimage's per-image float64 ``rgb2lab``;
+float32 agrees with it to ~1e-4 and is several times faster).
+
+Value ranges
+------------
+=================  =====================  ==========================================
+quantity           range                  notes
+=================  =====================  ==========================================
+RGB (uint8)        0 .. 255               what files and CIFAR batches hold
+RGB (float)        0 .. 1                 sRGB, gamma-encoded
+CIE L              0 .. 100               D65 white, 2 degree observer (as skimage)
+CIE a, b           about -128 .. 127      sRGB gamut spans about [-86, 98] x [-108, 95]
+L encoded          0 .. 1                 L / 100                    (network input X)
+ab encoded         0 .. 1                 (ab + 128) / 255           (network target Y)
+RGB encoded (GAN)  -1 .. 1                rgb * 2 - 1                (tanh output)
+L sym. (LAB GAN)   -1 .. 1                L / 50 - 1
+ab sym. (LAB GAN)  about -1 .. 1          ab / 128
+=================  =====================  ==========================================
+
+The "gray" version of an image is its L channel with a = b = 0, which in sRGB
+is R = G = B = gamma(Y), Y being the linear luminance.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# sRGB (linear) -> XYZ, D65; the matrix skimage uses.
+_RGB_TO_XYZ = np.array(
+    [[0.412453, 0.357580, 0.180423],
+     [0.212671, 0.715160, 0.072169],
+     [0.019334, 0.119193, 0.950227]], dtype=np.float64)
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+# D65 reference white, 2 degree observer (skimage's default illuminant).
+_WHITE = np.array([0.95047, 1.0, 1.08883], dtype=np.float64)
+
+# Fold the white point into the matrices so each conversion is one matmul.
+_RGB_TO_XYZN = (_RGB_TO_XYZ / _WHITE[:, None]).T.astype(np.float32)   # row-vector form
+_XYZN_TO_RGB = (_XYZ_TO_RGB * _WHITE[None, :]).T.astype(np.float32)
+
+_EPS = np.float32(0.008856)   # (6/29)^3, CIE threshold as skimage writes it
+_KAPPA = np.float32(7.787)
+
+
+def to_float_rgb(rgb) -> np.ndarray:
+    """uint8 [0, 255] or float [0, 1] RGB -> float32 [0, 1]."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        return rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+    return rgb.astype(np.float32, copy=False)
+
+
+def to_uint8(rgb) -> np.ndarray:
+    """float [0, 1] RGB -> uint8 [0, 255], rounded and clipped."""
+    return np.clip(np.rint(np.asarray(rgb, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _srgb_to_linear_float(c: np.ndarray) -> np.ndarray:
+    return np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92).astype(np.float32)
+
+
+# uint8 input has only 256 values: a lookup table replaces the costly pow().
+_LINEAR_LUT = _srgb_to_linear_float(np.arange(256, dtype=np.float64) / 255.0)
+
+
+def _srgb_to_linear(rgb) -> np.ndarray:
+    """uint8 or float [0, 1] sRGB -> float32 linear RGB."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        return _LINEAR_LUT[rgb]
+    return _srgb_to_linear_float(rgb.astype(np.float32, copy=False))
+
+
+def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    c = np.maximum(c, 0.0)   # pow of negatives is undefined; out-of-gamut goes to 0 as in skimage
+    return np.where(c > 0.0031308, 1.055 * c ** (1 / 2.4) - 0.055, 12.92 * c).astype(np.float32)
+
+
+def rgb_to_lab(rgb) -> np.ndarray:
+    """(..., 3) RGB (uint8 or float [0, 1]) -> (..., 3) float32 LAB, L in [0, 100]."""
+    xyz = _srgb_to_linear(rgb) @ _RGB_TO_XYZN   # normalized by the white point
+    f = np.where(xyz > _EPS, np.cbrt(xyz), _KAPPA * xyz + np.float32(16 / 116))
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    lab = np.empty(xyz.shape, np.float32)
+    lab[..., 0] = 116.0 * fy - 16.0
+    lab[..., 1] = 500.0 * (fx - fy)
+    lab[..., 2] = 200.0 * (fy - fz)
+    return lab
+
+
+def lab_to_rgb(lab) -> np.ndarray:
+    """(..., 3) LAB -> (..., 3) float32 sRGB clipped to [0, 1]."""
+    lab = np.asarray(lab, np.float32)
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
+    f[..., 2] = np.maximum(f[..., 2], 0.0)   # skimage clips negative z (out of gamut) the same way
+    xyz = np.where(f > 0.2068966, f ** 3, (f - np.float32(16 / 116)) / _KAPPA)
+    return np.clip(_linear_to_srgb(xyz @ _XYZN_TO_RGB), 0.0, 1.0)
+
+
+def gray_rgb(rgb) -> np.ndarray:
+    """(..., 3) RGB -> (..., 3) float32 [0, 1] gray image, R = G = B (the L channel, a = b = 0)."""
+    lin = _srgb_to_linear(rgb)
+    y = lin @ _RGB_TO_XYZ[1].astype(np.float32)   # linear luminance, (...)
+    return np.repeat(_linear_to_srgb(y)[..., None], 3, axis=-1)
+
+
+# ---- network encodings -------------------------------------------------------
+
+def encode_lab(rgb) -> tuple[np.ndarray, np.ndarray]:
+    """RGB -> (X, Y) as the original: X = L/100, shape (..., 1); Y = (ab+128)/255, shape (..., 2)."""
+    lab = rgb_to_lab(rgb)
+    x = lab[..., :1] * np.float32(1 / 100)            # (..., 1), [0, 1]
+    y = (lab[..., 1:] + 128.0) * np.float32(1 / 255)  # (..., 2), [0, 1]
+    return x, y
+
+
+def decode_lab(x, y) -> np.ndarray:
+    """(X, Y) in the encoding of :func:`encode_lab` -> float32 RGB [0, 1]."""
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.float32)
+    lab = np.concatenate([x * 100.0, y * 255.0 - 128.0], axis=-1)
+    return lab_to_rgb(lab)
+
+
+def encode_rgb(rgb) -> tuple[np.ndarray, np.ndarray]:
+    """RGB -> (color, gray3) for the RGB GAN, both float32 in [-1, 1], shape (..., 3)."""
+    color = to_float_rgb(rgb) * 2.0 - 1.0
+    gray3 = gray_rgb(rgb) * 2.0 - 1.0
+    return color, gray3
+
+
+def decode_rgb(color) -> np.ndarray:
+    """[-1, 1] RGB (generator output) -> float32 RGB [0, 1]."""
+    return np.clip((np.asarray(color, np.float32) + 1.0) * 0.5, 0.0, 1.0)
+
+
+def encode_lab_symmetric(rgb) -> tuple[np.ndarray, np.ndarray]:
+    """RGB -> (L, ab) in [-1, 1] for the LAB GAN: L/50 - 1 (..., 1) and ab/128 (..., 2)."""
+    lab = rgb_to_lab(rgb)
+    return lab[..., :1] * np.float32(1 / 50) - 1.0, lab[..., 1:] * np.float32(1 / 128)
+
+
+def decode_lab_symmetric(l_sym, ab_sym) -> np.ndarray:
+    """Inverse of :func:`encode_lab_symmetric` -> float32 RGB [0, 1]."""
+    l_sym = np.asarray(l_sym, np.float32)
+    ab_sym = np.asarray(ab_sym, np.float32)
+    return lab_to_rgb(np.concatenate([(l_sym + 1.0) * 50.0, ab_sym * 128.0], axis=-1))
