@@ -38,7 +38,11 @@ _WHITE = np.array([0.95047, 1.0, 1.08883], dtype=np.float64)
 
 # Fold the white point into the matrices so each conversion is one matmul.
 _RGB_TO_XYZN = (_RGB_TO_XYZ / _WHITE[:, None]).T.astype(np.float32)   # row-vector form
-_XYZN_TO_RGB = (_XYZ_TO_RGB * _WHITE[None, :]).T.astype(np.float32)
+_XYZN_TO_RGB = _XYZ_TO_RGB * _WHITE[None, :]
+# skimage's white point and matrix disagree in the 5th digit, so a = b = 0 would decode to
+# R, G, B differing by ~4e-5. Normalizing the rows makes gray decode to R = G = B (to float
+# rounding); the change to any color is below 3e-5, well inside the 1e-4 agreement with skimage.
+_XYZN_TO_RGB = (_XYZN_TO_RGB / _XYZN_TO_RGB.sum(axis=1, keepdims=True)).T.astype(np.float32)
 
 _EPS = np.float32(0.008856)   # (6/29)^3, CIE threshold as skimage writes it
 _KAPPA = np.float32(7.787)

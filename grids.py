@@ -38,5 +38,10 @@ def prediction_grid(original: np.ndarray, generated: np.ndarray, scale: int = 1)
 
 
 def save_image(image: np.ndarray, path: Path, quality: int = 95) -> None:
+    """PNG or JPEG by suffix. JPEGs keep full-resolution chroma (no 4:2:0 subsampling):
+    halving the color resolution of 32 px images would blur exactly what is being judged."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, quality=quality)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        Image.fromarray(image).save(path, quality=quality, subsampling=0)
+    else:
+        Image.fromarray(image).save(path)

@@ -38,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: drawn, and saved in config.json)")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: runs/<model>/<time>)")
     p.add_argument("--no-logs", action="store_true", help="write no TensorBoard logs (the original's use_logs=False)")
+    p.add_argument("--log-dir", type=Path, default=None, help="TensorBoard folder (default: logs/<model>/<run-id>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir (default: the latest run of the model)")
     g = p.add_argument_group("fusion_resnet")
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
         config = new_config(args, spec, train, val)
         run_dir = runs.new_run_dir(spec.name, args.run_dir)
         config["run_dir"] = str(run_dir)
-        config["log_dir"] = str(runs.LOGS_DIR / spec.name / run_dir.name)
+        config["log_dir"] = str(args.log_dir or runs.LOGS_DIR / spec.name / run_dir.name)
     else:
         train = _reload(config["data"], config["model_options"]["image_size"])
         val = _reload(config["val_data"], config["model_options"]["image_size"]) if config["val_data"] else None

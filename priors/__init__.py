@@ -65,7 +65,9 @@ def load_backbone(backbone: str, weights: str | None = None, allow_random_weight
             logits = eff.build_efficientnet_lite0()
         else:
             try:
-                logits = eff.load_efficientnet_lite0(cache_dir=CACHE_DIR / "weights", checkpoint=weights)
+                # The converted weights are cached per checkpoint, so another file never reads a stale cache.
+                cache = CACHE_DIR / "weights" / ("shipped" if weights is None else _weights_digest(weights))
+                logits = eff.load_efficientnet_lite0(cache_dir=cache, checkpoint=weights)
             except eff.WeightsUnavailableError as err:
                 raise PriorError(str(err)) from None
         return keras.Sequential([logits, keras.layers.Softmax()], name="efficientnet_lite0_softmax")
@@ -104,6 +106,10 @@ def cache_key(images: np.ndarray, backbone: str, weights: str | None) -> str:
         h.update(part.encode() + b"\0")
     h.update(np.ascontiguousarray(images).tobytes())
     return h.hexdigest()[:24]
+
+
+def _weights_digest(weights: str) -> str:
+    return hashlib.sha256(_weights_id(weights).encode()).hexdigest()[:16]
 
 
 def _weights_id(weights: str | None) -> str:
