@@ -25,8 +25,6 @@ BACKBONES = ("inception_resnet_v2", "efficientnet_lite0")
 DEFAULT_BACKBONE = "inception_resnet_v2"   # the original's choice; efficientnet_lite0 works offline
 _PREPROCESS_VERSION = "gray-bilinear-v1"   # bump when the input pipeline changes: invalidates caches
 
-_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 class PriorError(Exception):
@@ -61,6 +59,7 @@ def load_backbone(backbone: str, weights: str | None = None, allow_random_weight
     _check(backbone)
     if backbone == "efficientnet_lite0":
         from priors import efficientnet_lite0 as eff
+        from priors.torch_checkpoint import CheckpointFormatError, UnsafeCheckpointError
         if allow_random_weights:
             logits = eff.build_efficientnet_lite0()
         else:
@@ -68,7 +67,7 @@ def load_backbone(backbone: str, weights: str | None = None, allow_random_weight
                 # The converted weights are cached per checkpoint, so another file never reads a stale cache.
                 cache = CACHE_DIR / "weights" / ("shipped" if weights is None else _weights_digest(weights))
                 logits = eff.load_efficientnet_lite0(cache_dir=cache, checkpoint=weights)
-            except eff.WeightsUnavailableError as err:
+            except (eff.WeightsUnavailableError, UnsafeCheckpointError, CheckpointFormatError) as err:
                 raise PriorError(str(err)) from None
         return keras.Sequential([logits, keras.layers.Softmax()], name="efficientnet_lite0_softmax")
     return _inception(weights, allow_random_weights)
@@ -96,7 +95,8 @@ def _inception(weights: str | None, allow_random_weights: bool):
 def preprocess(gray: np.ndarray, backbone: str) -> np.ndarray:
     """gray (B, s, s, 3) float [0, 1] at the backbone's size -> the backbone's input normalization."""
     if backbone == "efficientnet_lite0":
-        return (gray - _IMAGENET_MEAN) / _IMAGENET_STD
+        from priors.efficientnet_lite0 import IMAGENET_MEAN, IMAGENET_STD
+        return (gray - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
     return gray * 2.0 - 1.0   # Inception's preprocess_input: [-1, 1]
 
 
