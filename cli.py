@@ -36,13 +36,16 @@ def add_model_arg(parser: argparse.ArgumentParser, required: bool = True) -> Non
                         help=f"one of: {', '.join(MODEL_NAMES)}")
 
 
-def add_data_args(parser: argparse.ArgumentParser, split_default: str = "train") -> None:
+def add_data_args(parser: argparse.ArgumentParser, split_default: str = "train", image_size: bool = True) -> None:
+    """--data, --split, --limit, and --image-size where the size is a choice (training, not a run's tools)."""
     parser.add_argument("--data", type=Path, default=None,
                         help="folder of images (img-<index>-<class>.png) or a CIFAR-10 batch folder "
                              f"(default: {_rel(DEFAULT_DATA_DIR)} if present, else the bundled sample)")
     parser.add_argument("--split", default=split_default,
                         help="for batch folders: train, test, or batch numbers such as 1-4 (default: %(default)s)")
-    parser.add_argument("--image-size", type=int, default=32, help="images are resized to this size (default: 32)")
+    if image_size:
+        parser.add_argument("--image-size", type=int, default=32,
+                            help="images are resized to this size (default: 32)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
 
 

@@ -42,6 +42,7 @@ import colorspace
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
+MAX_PIXELS = 40_000_000   # larger images are refused before decoding (decompression bombs)
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 COLOR_SPACES = ("LAB", "RGB", "fusion")
 
@@ -209,13 +210,16 @@ def read_image(file: Path, size: int) -> np.ndarray:
     """
     try:
         with Image.open(file) as img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise DataError(f"{file}: {img.size[0]}x{img.size[1]} pixels, above the limit of "
+                                f"{MAX_PIXELS / 1e6:g} megapixels; downscale it or remove it from the folder")
             if img.size != (size, size):
                 img.draft("RGB", (size, size))   # JPEG: decode at reduced scale, much faster
             img = img.convert("RGB")
             if img.size != (size, size):
                 img = img.resize((size, size), Image.BOX if min(img.size) >= size else Image.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{file}: cannot read this image ({err}); delete or replace the file") from None
 
 
@@ -281,6 +285,7 @@ class CifarGenerator(keras.utils.PyDataset):
         self.is_training = is_training
         self._rng = np.random.default_rng(seed)
         self.index = np.arange(len(self.data))
+        self.on_epoch_end()   # shuffled from the start: a manual loop need not call this first
         self.arrays = self._encode(prior)
 
     def _encode(self, prior) -> tuple[np.ndarray, ...]:

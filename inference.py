@@ -43,11 +43,12 @@ class Colorizer:
         """Rebuild the model from config.json and load its weights; no code is deserialized."""
         run_dir = Path(run_dir)
         config = runs.load_config(run_dir)
-        built = build_model(config["model"], **config["model_options"])
         if get_spec(config["model"]).trainer == "gan":
-            network, part = built.generator, "generator"
+            from models.gan import build_generator   # the discriminator is not needed to colorize
+            options = config["model_options"]
+            network, part = build_generator(options["image_size"], options["color_space"]), "generator"
         else:
-            network, part = built, "model"
+            network, part = build_model(config["model"], **config["model_options"]), "model"
         runs.load_weights(network, run_dir, part)
         return cls(config, network, run_dir)
 

@@ -24,7 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_arg(p)
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: the latest run of the model)")
-    add_data_args(p, split_default="test")
+    add_data_args(p, split_default="test", image_size=False)
     p.add_argument("--batch-size", type=int, default=16, help="rows per grid image (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<model>/)")
     p.add_argument("--scale", type=int, default=1, help="enlarge each 32 px cell this many times")

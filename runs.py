@@ -86,7 +86,11 @@ def weights_file(run_dir: Path, part: str = "model") -> Path:
 
 
 def load_weights(model, run_dir: Path, part: str = "model") -> None:
-    """Load ``<part>.weights.h5``; for a compiled model this restores the optimizer state too."""
+    """Load ``<part>.weights.h5``; for a compiled model this restores the optimizer state too.
+
+    The optimizer is built on the model's *trainable* variables, so a frozen model (the GAN's
+    discriminator) must be made trainable before loading, as gan_training does.
+    """
     path = weights_file(run_dir, part)
     if not path.exists():
         raise RunError(f"{path}: no weights in this run folder (was training stopped before the first "
@@ -96,7 +100,11 @@ def load_weights(model, run_dir: Path, part: str = "model") -> None:
         # Keras writes a compiled model's optimizer variables into the same file; building the
         # optimizer first lets them load (resume continues Adam's moments instead of resetting them).
         optimizer.build(model.trainable_variables)
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError) as err:   # another architecture's file, or a damaged one
+        raise RunError(f"{path}: these weights do not fit the model in config.json ({err}); "
+                       "the run folder is damaged or mixed up") from None
 
 
 def save_optimizer(optimizer, path: Path) -> None:

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         config = new_config(args, spec, train, val)
         run_dir = runs.new_run_dir(spec.name, args.run_dir)
         config["run_dir"] = str(run_dir)
-        config["log_dir"] = str(args.log_dir or runs.LOGS_DIR / spec.name / run_dir.name)
+        config["log_dir"] = None if args.no_logs else str(args.log_dir or runs.LOGS_DIR / spec.name / run_dir.name)
     else:
         train = _reload(config["data"], config["model_options"]["image_size"])
         val = _reload(config["val_data"], config["model_options"]["image_size"]) if config["val_data"] else None

@@ -92,6 +92,18 @@ def _inception(weights: str | None, allow_random_weights: bool):
             "--prior efficientnet_lite0, whose weights ship with pip") from None
 
 
+_LOADED: dict[tuple, object] = {}
+
+
+def _backbone(backbone: str, weights: str | None, allow_random_weights: bool):
+    """load_backbone, once per process: building a backbone costs seconds, and predict/colorize
+    compute priors for several batches of data."""
+    key = (backbone, weights, allow_random_weights)
+    if key not in _LOADED:
+        _LOADED[key] = load_backbone(backbone, weights, allow_random_weights)
+    return _LOADED[key]
+
+
 def preprocess(gray: np.ndarray, backbone: str) -> np.ndarray:
     """gray (B, s, s, 3) float [0, 1] at the backbone's size -> the backbone's input normalization."""
     if backbone == "efficientnet_lite0":
@@ -132,7 +144,7 @@ def compute_prior(images: np.ndarray, backbone: str = DEFAULT_BACKBONE, weights:
         if verbose:
             print(f"prior: {len(images)} images, cached in {path}")
         return np.load(path, allow_pickle=False)
-    model = load_backbone(backbone, weights, allow_random_weights)
+    model = _backbone(backbone, weights, allow_random_weights)
     prior = _run_backbone(model, images, backbone, batch_size, verbose)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

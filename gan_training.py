@@ -1,0 +1,179 @@
+"""The GAN's manual training loop (the original's ``train_on_batch`` loop), backend-neutral Keras.
+
+Per batch: the generator colorizes the conditions; the discriminator learns real -> 1 and
+fake -> 0 (least squares); then the combined model trains the generator to make the frozen
+discriminator answer 1, plus 100 x the L1 distance to the real colors.
+
+Every step logs ``g_loss`` (total), ``g_adv`` (least-squares term), ``g_l1`` (mean absolute error,
+unweighted), ``d_loss`` and ``d_acc`` to TensorBoard (``train`` subfolder); every
+``sample_every`` steps and at each epoch end a sample grid goes to ``run_dir/samples`` and
+TensorBoard. Each epoch end and Ctrl-C save a checkpoint, from which ``train.py --resume``
+continues (epoch and global step).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import runs
+from dataset import CifarGenerator
+from grids import save_image
+from inference import Colorizer, data_color_space
+
+SAMPLE_TAG = "samples [gray | generated | original]"
+COMBINED_OPTIMIZER_FILE = "combined.optimizer.npz"
+PRINT_EVERY = 10   # steps between progress lines when stdout is not a terminal
+
+
+def set_discriminator_trainable(models, trainable: bool) -> None:
+    """The one place that toggles D (Keras 3 pitfalls 1-2).
+
+    Keras 3 reads ``trainable`` when a train step runs, not at ``compile()``: D must be trainable
+    right before ``discriminator.train_on_batch`` and frozen right before
+    ``combined.train_on_batch``. The combined model's optimizer fixes its variable list on first
+    use, so its first step must run with D frozen (else it adopts D's variables).
+    """
+    models.discriminator.trainable = trainable
+
+
+def train_step(models, real: np.ndarray, condition: np.ndarray) -> dict[str, float]:
+    """One step on a batch: real colors (B, S, S, C) and conditions (B, S, S, C'), both in [-1, 1]."""
+    n = len(real)   # the last batch of an epoch can be smaller: size the targets from it
+    valid = np.ones((n, *models.patch_shape), np.float32)
+    fake_target = np.zeros_like(valid)
+    # As the original (generator.predict): the fakes come from G in inference mode.
+    fake = np.asarray(models.generator.predict_on_batch(condition))
+
+    set_discriminator_trainable(models, True)
+    d_real = models.discriminator.train_on_batch([real, condition], valid, return_dict=True)
+    d_fake = models.discriminator.train_on_batch([fake, condition], fake_target, return_dict=True)
+
+    set_discriminator_trainable(models, False)
+    g = models.combined.train_on_batch(condition, [valid, real], return_dict=True)
+    # combined's logs: "loss" (total), "<D name>_loss" (mse), "<G name>_loss" (mae, unweighted)
+    return {
+        "g_loss": float(g["loss"]),
+        "g_adv": float(g[f"{models.discriminator.name}_loss"]),
+        "g_l1": float(g[f"{models.generator.name}_loss"]),
+        "d_loss": 0.5 * (float(d_real["loss"]) + float(d_fake["loss"])),
+        "d_acc": 0.5 * (float(d_real["accuracy"]) + float(d_fake["accuracy"])),
+    }
+
+
+# ---- checkpoints -------------------------------------------------------------
+
+def save_checkpoint(models, run_dir: Path, state: dict) -> None:
+    """G and D weights (D's file holds its optimizer state too), the combined optimizer, progress."""
+    models.generator.save_weights(runs.weights_file(run_dir, "generator"))
+    models.discriminator.save_weights(runs.weights_file(run_dir, "discriminator"))
+    if models.combined.optimizer.built:
+        runs.save_optimizer(models.combined.optimizer, run_dir / COMBINED_OPTIMIZER_FILE)
+    runs.save_json(run_dir / "state.json", state)
+
+
+def restore_checkpoint(models, run_dir: Path) -> dict:
+    runs.load_weights(models.generator, run_dir, "generator")
+    # runs.load_weights builds D's optimizer on D.trainable_variables: empty while D is frozen.
+    set_discriminator_trainable(models, True)
+    runs.load_weights(models.discriminator, run_dir, "discriminator")
+    set_discriminator_trainable(models, False)   # combined's variables = G's (its first-use list)
+    runs.load_optimizer(models.combined.optimizer, models.combined.trainable_variables,
+                        run_dir / COMBINED_OPTIMIZER_FILE)
+    return runs.load_state(run_dir)
+
+
+# ---- samples and progress ------------------------------------------------------
+
+def write_samples(models, config: dict, run_dir: Path, samples, writer, name: str, step: int) -> None:
+    grid = samples.grid(Colorizer(config, models.generator))
+    save_image(grid, run_dir / "samples" / name)
+    if writer is not None:
+        writer.image(SAMPLE_TAG, grid, step)
+        writer.flush()
+
+
+class Progress:
+    """One line per step on a terminal (``\\r``), every PRINT_EVERY steps and the last one otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._width = 0   # length of the line on screen, to blank a longer previous one
+
+    def update(self, epoch: int, epochs: int, i: int, steps: int, losses: dict, images_per_s: float) -> None:
+        last = i == steps
+        if not (self.tty or last or i % PRINT_EVERY == 0):
+            return
+        line = (f"epoch {epoch}/{epochs} step {i}/{steps}  g_loss {losses['g_loss']:.4f} "
+                f"(l1 {losses['g_l1']:.4f})  d_loss {losses['d_loss']:.4f}  d_acc {losses['d_acc']:.3f}  "
+                f"{images_per_s:.1f} img/s")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self._width) + ("\n" if last else ""))
+            self._width = 0 if last else len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _write_summary(models, run_dir: Path) -> None:
+    lines: list[str] = []
+    for model in (models.generator, models.discriminator, models.combined):
+        model.summary(print_fn=lambda line, **_: lines.append(line))
+    (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
+
+
+# ---- the loop ----------------------------------------------------------------
+
+def train(models, config: dict, run_dir: Path, train_data, samples, writer, state: dict) -> int:
+    """Train up to config['epochs']; returns the number of epochs done. Ctrl-C saves and re-raises."""
+    run_dir = Path(run_dir)
+    if runs.weights_file(run_dir, "generator").exists():   # --resume (also after Ctrl-C in epoch 1)
+        state = restore_checkpoint(models, run_dir)
+        print(f"resuming after epoch {state['epoch']} (step {state['step']})")
+    _write_summary(models, run_dir)
+    epoch, step = int(state.get("epoch", 0)), int(state.get("step", 0))
+    start_step = step
+
+    gen = CifarGenerator(train_data, config["batch_size"], data_color_space(config), shuffle=True,
+                         seed=config["seed"] + epoch)
+    gen.on_epoch_end()   # fit() shuffles once before epoch 0 too (pitfall 4); the generator starts in file order
+    steps = len(gen) if not config.get("steps_per_epoch") else min(len(gen), config["steps_per_epoch"])
+    sample_every = int(config.get("sample_every") or 0)
+    progress = Progress()
+    try:
+        while epoch < config["epochs"]:
+            sums: dict[str, float] = {}
+            t0 = time.perf_counter()
+            images = 0
+            for i in range(steps):
+                # CifarGenerator only slices pre-encoded arrays: no prefetching needed.
+                real, condition = gen[i]
+                losses = train_step(models, real, condition)
+                step += 1
+                images += len(real)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if writer is not None:
+                    for k, v in losses.items():
+                        writer.scalar(k, v, step, "train")
+                progress.update(epoch + 1, config["epochs"], i + 1, steps, losses,
+                                images / max(time.perf_counter() - t0, 1e-9))
+                if sample_every and step % sample_every == 0:
+                    write_samples(models, config, run_dir, samples, writer, f"step-{step:07d}.jpg", step)
+            epoch += 1
+            gen.on_epoch_end()   # a manual loop reshuffles itself (pitfall 4)
+            if writer is not None:
+                for k, v in sums.items():
+                    writer.scalar(f"epoch_{k}", v / steps, epoch, "train")
+            write_samples(models, config, run_dir, samples, writer, f"epoch-{epoch:03d}.jpg", step)
+            save_checkpoint(models, run_dir, {"epoch": epoch, "step": step})
+    except KeyboardInterrupt:
+        # Keep the weights of the interrupted epoch; count only finished epochs, but every step done,
+        # so the logs of a resumed run continue after the last step written.
+        if step > start_step:
+            save_checkpoint(models, run_dir, {"epoch": epoch, "step": step, "interrupted": True})
+        raise
+    return epoch

@@ -1,0 +1,145 @@
+"""evaluate.py and its --compare mode on tiny trained runs and the bundled sample."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+
+METRIC_KEYS = {"n_images", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
+               "colorfulness_true", "colorfulness_delta", "per_class"}
+
+
+def trained_run(tmp_path_factory, model: str, logs: bool = False) -> Path:
+    """A one-step run of ``model`` in <session tmp>/runs/<model>/r1, trained once per test session.
+
+    The runs live in one folder per session so that compare.py's --runs-dir finds all of them;
+    test_colorize.py reuses the same unet run through this function.
+    """
+    base = tmp_path_factory.getbasetemp()
+    run_dir = base / "runs" / model / "r1"
+    if not (run_dir / "model.weights.h5").exists():
+        args = ["train.py", "-m", model, "--epochs", "1", "--steps", "1", "--limit", "16", "--seed", "1",
+                "--run-dir", str(run_dir)]
+        args += ["--log-dir", str(base / "logs" / model / "r1")] if logs else ["--no-logs"]
+        result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return run_dir
+
+
+def run(*args, expect: int = 0):
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == expect, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def unet_run(tmp_path_factory):
+    return trained_run(tmp_path_factory, "unet")
+
+
+@pytest.fixture(scope="session")
+def autoencoder_run(tmp_path_factory):
+    return trained_run(tmp_path_factory, "autoencoder", logs=True)   # with logs: compare plots its curves
+
+
+def test_evaluate_writes_every_figure_and_prints_the_table(unet_run, tmp_path):
+    out = tmp_path / "eval.json"
+    result = run("evaluate.py", "-m", "unet", "--run-dir", str(unet_run), "--limit", "30", "--out", str(out))
+    doc = json.loads(out.read_text())
+    assert doc["model"] == "unet" and doc["run_dir"] == str(unet_run)
+    assert doc["n_images"] == 30 and doc["data"]["n_images"] == 30 and doc["image_size"] == 32
+    assert "sample" in doc["data"]["description"] and "100 dB" in doc["psnr_cap_note"]
+    model, gray = doc["metrics"]["model"], doc["metrics"]["gray_baseline"]
+    for report in (model, gray):
+        assert set(report) == METRIC_KEYS and report["n_images"] == 30
+        assert math.isfinite(report["psnr"]) and 0 < report["psnr"] < 100
+        assert report["psnr_n_capped"] == 0 and -1 <= report["ssim"] <= 1 and 0 <= report["mae"] <= 1
+        # every sample image is named img-<index>-<class>.png, so each one counts in its class
+        assert sum(c["n_images"] for c in report["per_class"].values()) == 30
+    assert gray["colorfulness"] == 0.0                         # R = G = B
+    assert gray["colorfulness_true"] == model["colorfulness_true"] > 0
+    assert gray["colorfulness_delta"] == -gray["colorfulness_true"]
+    assert gray["psnr"] > 15                                   # gray is a strong baseline on CIFAR
+    # the printed table: model vs gray, then per class
+    assert "gray baseline" in result.stdout and "PSNR, mean of per-image (dB)" in result.stdout
+    assert "per class" in result.stdout and "airplane" in result.stdout
+    assert f"{model['psnr']:.2f}" in result.stdout and f"{gray['psnr']:.2f}" in result.stdout
+
+
+def test_evaluate_errors_are_one_line(tmp_path, capsys):
+    import cli
+    import evaluate
+
+    assert cli.run_main(evaluate.main, ["-m", "unet", "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no run of 'unet'" in err
+    assert cli.run_main(evaluate.main, ["-m", "nosuchmodel"]) == 2
+    assert "valid names" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:                # neither -m nor --compare: usage error
+        evaluate.parse_args([])
+    assert exit_info.value.code == 2
+
+
+def test_gray_baseline_keeps_lightness_and_drops_color(sample_val):
+    import colorspace
+    import evaluate
+
+    gray = evaluate.gray_baseline(sample_val.images[:4])
+    assert gray.dtype == np.uint8 and gray.shape == (4, 32, 32, 3)
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    diff = colorspace.rgb_to_lab(gray)[..., 0] - colorspace.rgb_to_lab(sample_val.images[:4])[..., 0]
+    assert np.abs(diff).max() < 0.5                            # L kept up to 8-bit rounding
+
+
+def test_compare_writes_markdown_json_grid_and_curves(unet_run, autoencoder_run, tmp_path):
+    runs_dir = unet_run.parent.parent
+    out = tmp_path / "results"
+    result = run("evaluate.py", "--compare", "--runs-dir", str(runs_dir), "--out-dir", str(out), "--limit", "20")
+    page = (out / "comparison.md").read_text()
+    table_rows = [line for line in page.splitlines() if line.startswith("| ") and "---" not in line]
+    metrics_rows = table_rows[1:4]                             # header, then one row per model + gray
+    assert [r.split("|")[1].strip() for r in metrics_rows] == ["autoencoder", "unet", "gray baseline"]
+    assert not any(r.startswith("| fusion_label ") for r in table_rows)
+    for name in ("fusion_label", "fusion_resnet", "gan"):
+        assert f"- {name}: skipped: no run of '{name}'" in page
+    assert str(unet_run) in page and str(autoencoder_run) in page
+    assert "](comparison/grid.png)" in page and "](comparison/curves-autoencoder.png)" in page
+    assert "- unet: no training logs" in page                  # trained with --no-logs
+
+    doc = json.loads((out / "comparison.json").read_text())
+    assert set(doc["models"]) == {"unet", "autoencoder"} and set(doc["skipped"]) == {"fusion_label",
+                                                                                      "fusion_resnet", "gan"}
+    assert doc["n_images"] == 20 and doc["gray_baseline"]["colorfulness"] == 0.0
+    for name in ("unet", "autoencoder"):
+        assert set(doc["models"][name]["metrics"]) == METRIC_KEYS
+        assert math.isfinite(doc["models"][name]["metrics"]["psnr"])
+
+    grid = np.asarray(Image.open(out / "comparison" / "grid.png"))
+    # 12 rows of 32 px cells enlarged 3x, under a header; columns gray, autoencoder, unet, original
+    cell, gap = 96, 12
+    assert grid.shape[0] > 12 * cell and grid.shape[1] == 4 * cell + 3 * gap
+    body = grid[grid.shape[0] - 12 * cell:]
+    gray_col = body[:, :cell].astype(int)
+    assert (gray_col[..., 0] == gray_col[..., 1]).all()          # the gray column is gray
+    header = grid[:grid.shape[0] - 12 * cell]
+    assert (header < 128).any()                                # column names are drawn
+    assert Image.open(out / "comparison" / "curves-autoencoder.png").size[0] > 100
+    assert "gray baseline" in result.stdout and "comparison.md" in result.stdout
+
+
+def test_compare_with_no_runs_lists_all_as_skipped(tmp_path, capsys):
+    import compare
+
+    out = tmp_path / "results"
+    assert compare.main(["--runs-dir", str(tmp_path / "none"), "--out-dir", str(out), "--limit", "12",
+                         "--models", "unet,autoencoder"]) == 0
+    doc = json.loads((out / "comparison.json").read_text())
+    assert doc["models"] == {} and set(doc["skipped"]) == {"unet", "autoencoder"}
+    page = (out / "comparison.md").read_text()
+    assert "| gray baseline |" in page and "only the gray baseline" in capsys.readouterr().out
