@@ -11,12 +11,6 @@ from PIL import Image
 import colorize
 import colorspace
 from conftest import ROOT, SAMPLE
-from test_evaluate import trained_run
-
-
-@pytest.fixture(scope="session")
-def unet_run(tmp_path_factory):
-    return trained_run(tmp_path_factory, "unet")
 
 
 def lightness(rgb) -> np.ndarray:

@@ -1,6 +1,5 @@
 """train.py and predict.py as a user runs them, on the bundled sample."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -11,25 +10,19 @@ import pytest
 from PIL import Image
 
 import tblog
-from conftest import ROOT
-
-
-def run(*args, timeout=600):
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return result
+from conftest import ROOT, run_script as run
 
 
 @pytest.fixture(scope="module")
-def unet_run(tmp_path_factory):
+def unet_logged_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("unet")
     out = run("train.py", "-m", "unet", "--epochs", "1", "--limit", "48", "--batch-size", "16", "--seed", "3",
               "--run-dir", str(tmp / "run"), "--log-dir", str(tmp / "logs"))
     return tmp, out
 
 
-def test_train_writes_a_self_describing_run_folder(unet_run):
-    tmp, out = unet_run
+def test_train_writes_a_self_describing_run_folder(unet_logged_run):
+    tmp, out = unet_logged_run
     run_dir = tmp / "run"
     assert "using the bundled sample" in out.stdout
     config = json.loads((run_dir / "config.json").read_text())
@@ -44,8 +37,8 @@ def test_train_writes_a_self_describing_run_folder(unet_run):
     assert np.isfinite(scalars["validation"]["epoch_loss"][0][1])
 
 
-def test_predict_writes_gray_generated_original_grids(unet_run, tmp_path):
-    tmp, _ = unet_run
+def test_predict_writes_gray_generated_original_grids(unet_logged_run, tmp_path):
+    tmp, _ = unet_logged_run
     run("predict.py", "-m", "unet", "--run-dir", str(tmp / "run"), "--out", str(tmp_path), "--limit", "20",
         "--batch-size", "8", "--save-single")
     grids = sorted(tmp_path.glob("batch-*.jpg"))
@@ -62,8 +55,8 @@ def test_predict_writes_gray_generated_original_grids(unet_run, tmp_path):
     assert len(singles) == 20 and "img-0-automobile.png" in singles
 
 
-def test_resume_continues_the_run(unet_run):
-    tmp, _ = unet_run
+def test_resume_continues_the_run(unet_logged_run):
+    tmp, _ = unet_logged_run
     out = run("train.py", "-m", "unet", "--resume", "--run-dir", str(tmp / "run"), "--epochs", "2")
     assert "resuming after epoch 1" in out.stdout
     assert json.loads((tmp / "run" / "state.json").read_text())["epoch"] == 2

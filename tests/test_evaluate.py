@@ -1,46 +1,15 @@
 """evaluate.py and its --compare mode on tiny trained runs and the bundled sample."""
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import run_script as run, trained_run
 
 METRIC_KEYS = {"n_images", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
                "colorfulness_true", "colorfulness_delta", "per_class"}
-
-
-def trained_run(tmp_path_factory, model: str, logs: bool = False) -> Path:
-    """A one-step run of ``model`` in <session tmp>/runs/<model>/r1, trained once per test session.
-
-    The runs live in one folder per session so that compare.py's --runs-dir finds all of them;
-    test_colorize.py reuses the same unet run through this function.
-    """
-    base = tmp_path_factory.getbasetemp()
-    run_dir = base / "runs" / model / "r1"
-    if not (run_dir / "model.weights.h5").exists():
-        args = ["train.py", "-m", model, "--epochs", "1", "--steps", "1", "--limit", "16", "--seed", "1",
-                "--run-dir", str(run_dir)]
-        args += ["--log-dir", str(base / "logs" / model / "r1")] if logs else ["--no-logs"]
-        result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return run_dir
-
-
-def run(*args, expect: int = 0):
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert result.returncode == expect, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-@pytest.fixture(scope="session")
-def unet_run(tmp_path_factory):
-    return trained_run(tmp_path_factory, "unet")
 
 
 @pytest.fixture(scope="session")

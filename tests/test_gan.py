@@ -1,8 +1,6 @@
 """The GAN (models/gan.py) and its manual training loop (gan_training.py), incl. Keras 3 pitfalls 1-3."""
 import io
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,7 +10,7 @@ from PIL import Image
 import gan_training
 import runs
 import tblog
-from conftest import ROOT, SAMPLE
+from conftest import SAMPLE, run_script as run
 from dataset import CifarGenerator, load_images
 from inference import Colorizer
 from models import build_model
@@ -260,12 +258,6 @@ def test_progress_rewrites_one_line_on_a_terminal():
 
 
 # ---- end to end: train.py and predict.py as a user runs them -------------------------------
-
-def run(*args, timeout=600):
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return result
-
 
 @pytest.mark.parametrize("color_space", ["rgb", "lab"])
 def test_train_and_predict_scripts(color_space, tmp_path):

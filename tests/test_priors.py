@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import priors
-from conftest import ROOT
+from conftest import ROOT, run_script
 
 
 @pytest.fixture
@@ -103,17 +103,12 @@ def test_inception_offline_names_both_remedies(monkeypatch):
 
 
 def test_fusion_resnet_trains_and_predicts_end_to_end(tmp_path):
-    def run(*args):
-        result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-        return result.stdout
-
-    out = run("train.py", "-m", "fusion_resnet", "--prior", "efficientnet_lite0", "--epochs", "1", "--steps", "2",
+    out = run_script("train.py", "-m", "fusion_resnet", "--prior", "efficientnet_lite0", "--epochs", "1", "--steps", "2",
               "--limit", "32", "--batch-size", "16", "--run-dir", str(tmp_path / "run"), "--no-logs")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["prior"] == {"backbone": "efficientnet_lite0", "weights": None, "allow_random_weights": False}
-    assert "prior:" in out
-    run("predict.py", "-m", "fusion_resnet", "--run-dir", str(tmp_path / "run"), "--limit", "16",
+    assert "prior:" in out.stdout
+    run_script("predict.py", "-m", "fusion_resnet", "--run-dir", str(tmp_path / "run"), "--limit", "16",
         "--out", str(tmp_path / "out"))
     from PIL import Image
     grid = Image.open(tmp_path / "out" / "batch-0000.jpg")
