@@ -82,4 +82,11 @@ class Colorizer:
         return colorspace.decode_lab(x, ab)
 
     def _predict(self, inputs, batch_size: int) -> np.ndarray:
-        return np.asarray(self.network.predict(inputs, batch_size=batch_size, verbose=0))
+        # predict_on_batch per slice: model.predict sets up a data pipeline per call (~0.4 s),
+        # which dominates when colorize.py or a training callback colorizes a handful of images.
+        parts = inputs if isinstance(inputs, tuple) else (inputs,)
+        out = []
+        for i in range(0, len(parts[0]), batch_size):
+            batch = tuple(p[i:i + batch_size] for p in parts)
+            out.append(np.asarray(self.network.predict_on_batch(batch if len(batch) > 1 else batch[0])))
+        return np.concatenate(out)

@@ -167,7 +167,7 @@ def _run_backbone(model, images: np.ndarray, backbone: str, batch_size: int, ver
         gray = keras.ops.convert_to_numpy(
             keras.ops.image.resize(gray, (size, size), interpolation="bilinear"))  # (b, s, s, 3)
         out[start:start + len(gray)] = keras.ops.convert_to_numpy(
-            model(preprocess(gray, backbone), training=False))
+            model.predict_on_batch(preprocess(gray, backbone)))   # compiled: ~2x faster than eager calls
         if bar is not None:
             bar.add(len(gray))
     return out

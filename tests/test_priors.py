@@ -52,9 +52,12 @@ def test_backbone_sees_the_gray_image_resized_and_normalized(monkeypatch, tmp_pa
     from priors.efficientnet_lite0 import IMAGENET_MEAN, IMAGENET_STD
     seen = []
 
-    def fake_model(x, training=False):
-        seen.append(np.asarray(x))
-        return np.full((len(x), 1000), 1e-3, np.float32)
+    class FakeModel:
+        def predict_on_batch(self, x):
+            seen.append(np.asarray(x))
+            return np.full((len(x), 1000), 1e-3, np.float32)
+
+    fake_model = FakeModel()
 
     monkeypatch.setattr(priors, "_backbone", lambda *a, **k: fake_model)
     images = sample_val.images[:3]
