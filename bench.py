@@ -23,6 +23,8 @@ prior     fusion_resnet's classifier prior (``priors.compute_prior``), images/s 
           backbone: efficientnet_lite0 with its real weights, inception_resnet_v2 with random
           weights (``allow_random_weights=True``; same layers, so the same cost; its ImageNet
           weights need a download). Priors go to a temporary cache, never read back: only compute.
+fusion_epochs  fusion_resnet against fusion_label on the same images: the prior computed once
+          (cold cache) and read back, then two epochs of each (epoch 2 is after tracing).
 data      ``CifarGenerator`` over 10 epochs, its one-time decode and conversion included, against
           a re-creation of the original generator (per batch: each file opened with PIL, then
           ``skimage.color.rgb2lab`` per image in float64, stacked into X, Y), on a folder of
@@ -77,7 +79,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent
 SHARED_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset"
 DEFAULT_OUT = ROOT / "BENCHMARKS.md"
-SECTIONS = ("train", "predict", "prior", "data", "colorize", "backends")
+SECTIONS = ("train", "predict", "prior", "fusion_epochs", "data", "colorize", "backends")
 BACKENDS = ("tensorflow", "jax", "torch")
 DATA_TARGET = 10.0        # CifarGenerator vs the original loop, stated by the issue
 BUSY_LOAD = 0.5           # 1-minute load average above which the machine is flagged as busy
@@ -112,6 +114,7 @@ class Settings:
     png_images: int                     # data section: 32x32 PNGs
     jpeg_images: int                    # data section: 256x256 JPEGs
     colorize_repeats: int
+    fusion_images: int = 1000           # fusion_epochs section: images per epoch
     default_batch: int = 32             # the project's default (train.py --batch-size)
     predict_batch: int = 64
     prior_batch: int = 32
@@ -134,10 +137,10 @@ class Settings:
 FULL = Settings("full", (16, 32, 64, 128), (16, 32, 64, 128), warmup=3, windows=5, window_s=3.0,
                 png_images=2000, jpeg_images=300, colorize_repeats=3)
 QUICK = Settings("quick", (32, 128), (32,), warmup=1, windows=3, window_s=0.0,
-                 png_images=500, jpeg_images=100, colorize_repeats=1)
+                 png_images=500, jpeg_images=100, colorize_repeats=1, fusion_images=512)
 SMOKE = Settings("smoke", (4,), (4,), warmup=1, windows=1, window_s=0.0, png_images=40, jpeg_images=6,
                  colorize_repeats=1, default_batch=4, predict_batch=4, prior_batch=2, matmul_n=256,
-                 matmul_repeats=1, jpeg_size=64, photo_sizes=((256, 256), (400, 300)))
+                 matmul_repeats=1, jpeg_size=64, photo_sizes=((256, 256), (400, 300)), fusion_images=16)
 
 
 @dataclass
@@ -439,15 +442,61 @@ def _prior_row(ctx: Context, priors, backbone: str, random_weights: bool) -> Row
 
     weights = "random" if random_weights else "real"
     log(f"prior: {backbone} ({weights} weights), loading ...")
-    run(2)   # loads the backbone (kept per process by priors) and runs it once: not timed
-    # compute_prior calls the backbone eagerly, nothing is traced: the loading call is the warm-up.
-    rate = throughput(lambda: run(s.prior_batch), s.prior_batch, replace(s, warmup=0))
+    run(2)   # loads the backbone (kept per process by priors): not timed
+    # compute_prior uses predict_on_batch, traced once per batch shape: s.warmup calls warm it up.
+    rate = throughput(lambda: run(s.prior_batch), s.prior_batch, s)
     model = priors._backbone(backbone, None, random_weights)   # the instance compute_prior used
     note = ("random weights: same layers and cost as the ImageNet ones" if random_weights
             else "real ImageNet weights")
     log(f"prior: {backbone}: {rate:.1f} img/s ({note})")
     return perf_row(ctx, "prior", backbone, f"batch {s.prior_batch}, input {priors.input_size(backbone)} px",
                     rate, forward_flops(model), notes=f"{note}; includes gray conversion and resize")
+
+
+# -- fusion_resnet against fusion_label, epoch by epoch --
+
+class EpochTimes(keras.callbacks.Callback):
+    """Wall time of each epoch of a fit."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = getattr(self, "seconds", []) + [time.perf_counter() - self.start]
+
+
+def bench_fusion_epochs(ctx: Context) -> list[Row]:
+    """Epoch times of fusion_resnet (efficientnet_lite0 prior, cold cache) and fusion_label on the same images.
+
+    fusion_resnet's prior is computed once before training (cold cache), then read back (what a
+    later run does); the epochs themselves then cost what fusion_label's cost, the point of the cache.
+    """
+    import priors
+    from dataset import CifarGenerator, ImageSet, one_hot
+
+    n = ctx.settings.fusion_images
+    images = source_images(n)
+    labels = np.arange(n) % 10                               # any labels: the cost is the same
+    data = ImageSet(images, labels, [f"img-{i}" for i in range(n)], "bench")
+    cache = ctx.tmp / "fusion-priors"
+    cold = timed(lambda: priors.compute_prior(images, "efficientnet_lite0", cache_dir=cache, verbose=False))
+    warm = timed(lambda: priors.compute_prior(images, "efficientnet_lite0", cache_dir=cache, verbose=False))
+    prior = priors.compute_prior(images, "efficientnet_lite0", cache_dir=cache, verbose=False)
+    log(f"fusion_epochs: prior of {n} images: {cold:.1f} s computed, {warm:.2f} s from the cache")
+    rows = [Row("fusion_epochs", "fusion_resnet prior", f"{n} images, efficientnet_lite0",
+                f"{cold:.1f} s computed", notes=f"{warm:.2f} s read from the cache (later epochs and runs)")]
+    for name, p in (("fusion_label", one_hot(labels)), ("fusion_resnet", prior)):
+        keras.utils.set_random_seed(0)
+        model = build(name)
+        times = EpochTimes()
+        model.fit(CifarGenerator(data, ctx.settings.default_batch, "fusion", prior=p, seed=0), epochs=2,
+                  verbose=0, callbacks=[times])
+        log(f"fusion_epochs: {name}: epoch 1 {times.seconds[0]:.1f} s, epoch 2 {times.seconds[1]:.1f} s")
+        rows.append(Row("fusion_epochs", name, f"{n} images, batch {ctx.settings.default_batch}",
+                        f"epoch 2: {times.seconds[1]:.1f} s", notes=f"epoch 1 (with tracing): {times.seconds[0]:.1f} s"))
+        release_models()
+    priors._LOADED.clear()
+    return rows
 
 
 # -- data pipeline --
@@ -620,7 +669,7 @@ def worker(s: Settings) -> None:
 
 
 SECTION_FUNCTIONS = {"train": bench_train, "predict": bench_predict, "prior": bench_prior,
-                     "data": bench_data, "colorize": bench_colorize, "backends": bench_backends}
+                     "fusion_epochs": bench_fusion_epochs, "data": bench_data, "colorize": bench_colorize, "backends": bench_backends}
 
 
 # ---- report --------------------------------------------------------------------
