@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+import distribute
 import runs
 from dataset import CifarGenerator
 from grids import save_image
@@ -39,20 +40,34 @@ def set_discriminator_trainable(models, trainable: bool) -> None:
     models.discriminator.trainable = trainable
 
 
-def train_step(models, real: np.ndarray, condition: np.ndarray) -> dict[str, float]:
-    """One step on a batch: real colors (B, S, S, C) and conditions (B, S, S, C'), both in [-1, 1]."""
+def train_step(models, real: np.ndarray, condition: np.ndarray, strategy=None) -> dict[str, float]:
+    """One step on a batch: real colors (B, S, S, C) and conditions (B, S, S, C'), both in [-1, 1].
+
+    ``strategy`` (train.py --strategy, models built in its scope): the batch is the global batch, and
+    every model call gets it through ``shard``, which gives each replica its own slice of it
+    (distribute.shard_batch; under a strategy, train_on_batch on a plain array would give every
+    replica the whole batch, and predict_on_batch would return it once per replica). Gradients are
+    all-reduced, so each update and each logged value is the mean over the global batch, as on one
+    device when the replicas divide the batch evenly (train.py requires it of --batch-size).
+    Without a strategy ``shard`` returns its argument: the step is the original's.
+    """
+    def shard(array):
+        return distribute.shard_batch(strategy, array)
+
     n = len(real)   # the last batch of an epoch can be smaller: size the targets from it
     valid = np.ones((n, *models.patch_shape), np.float32)
     fake_target = np.zeros_like(valid)
-    # As the original (generator.predict): the fakes come from G in inference mode.
-    fake = np.asarray(models.generator.predict_on_batch(condition))
+    # As the original (generator.predict): the fakes come from G in inference mode; under a strategy
+    # each replica colorizes its slice and predict_on_batch returns the global batch, in order.
+    fake = np.asarray(models.generator.predict_on_batch(shard(condition)))
 
     set_discriminator_trainable(models, True)
-    d_real = models.discriminator.train_on_batch([real, condition], valid, return_dict=True)
-    d_fake = models.discriminator.train_on_batch([fake, condition], fake_target, return_dict=True)
+    d_real = models.discriminator.train_on_batch([shard(real), shard(condition)], shard(valid), return_dict=True)
+    d_fake = models.discriminator.train_on_batch([shard(fake), shard(condition)], shard(fake_target),
+                                                 return_dict=True)
 
     set_discriminator_trainable(models, False)
-    g = models.combined.train_on_batch(condition, [valid, real], return_dict=True)
+    g = models.combined.train_on_batch(shard(condition), [shard(valid), shard(real)], return_dict=True)
     # combined's logs: "loss" (total), "<D name>_loss" (mse), "<G name>_loss" (mae, unweighted)
     return {
         "g_loss": float(g["loss"]),
@@ -72,6 +87,22 @@ def save_checkpoint(models, run_dir: Path, state: dict) -> None:
     if models.combined.optimizer.built:
         runs.save_optimizer(models.combined.optimizer, run_dir / COMBINED_OPTIMIZER_FILE)
     runs.save_json(run_dir / "state.json", state)
+
+
+def build_for_sharded_batches(models, real: np.ndarray, condition: np.ndarray) -> None:
+    """Build D's and the combined model's compiled state from a plain batch, before sharded steps.
+
+    train_on_batch builds a model's losses, metrics and optimizer from the shapes of its first
+    batch, and cannot read them from the per-replica values train_step passes under a strategy
+    (AttributeError: 'PerReplica' object has no attribute 'shape'). test_on_batch on one plain image
+    builds them without training (BatchNorm in inference mode: no weight changes); D's flag is set as
+    in the step that trains each model, so each optimizer adopts the right variables (pitfall 2).
+    """
+    valid = np.ones((1, *models.patch_shape), np.float32)
+    set_discriminator_trainable(models, True)
+    models.discriminator.test_on_batch([real[:1], condition[:1]], valid)
+    set_discriminator_trainable(models, False)
+    models.combined.test_on_batch(condition[:1], [valid, real[:1]])
 
 
 def restore_checkpoint(models, run_dir: Path) -> dict:
@@ -127,8 +158,11 @@ def _write_summary(models, run_dir: Path) -> None:
 
 # ---- the loop ----------------------------------------------------------------
 
-def train(models, config: dict, run_dir: Path, train_data, samples, writer, state: dict) -> int:
-    """Train up to config['epochs']; returns the number of epochs done. Ctrl-C saves and re-raises."""
+def train(models, config: dict, run_dir: Path, train_data, samples, writer, state: dict, strategy=None) -> int:
+    """Train up to config['epochs']; returns the number of epochs done. Ctrl-C saves and re-raises.
+
+    ``strategy``: see train_step (each replica trains on its slice of every global batch).
+    """
     run_dir = Path(run_dir)
     if runs.weights_file(run_dir, "generator").exists():   # --resume (also after Ctrl-C in epoch 1)
         state = restore_checkpoint(models, run_dir)
@@ -139,10 +173,11 @@ def train(models, config: dict, run_dir: Path, train_data, samples, writer, stat
 
     gen = CifarGenerator(train_data, config["batch_size"], data_color_space(config), shuffle=True,
                          seed=config["seed"] + epoch)
-    gen.on_epoch_end()   # fit() shuffles once before epoch 0 too (pitfall 4); the generator starts in file order
     steps = len(gen) if not config.get("steps_per_epoch") else min(len(gen), config["steps_per_epoch"])
     sample_every = int(config.get("sample_every") or 0)
     progress = Progress()
+    if distribute.num_replicas(strategy) > 1:   # sharded steps need the compiled state built first
+        build_for_sharded_batches(models, *gen[0])
     try:
         while epoch < config["epochs"]:
             sums: dict[str, float] = {}
@@ -151,7 +186,7 @@ def train(models, config: dict, run_dir: Path, train_data, samples, writer, stat
             for i in range(steps):
                 # CifarGenerator only slices pre-encoded arrays: no prefetching needed.
                 real, condition = gen[i]
-                losses = train_step(models, real, condition)
+                losses = train_step(models, real, condition, strategy)
                 step += 1
                 images += len(real)
                 for k, v in losses.items():

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 import colorspace
+import distribute
 import runs
 from dataset import CLASS_NAMES, one_hot
 from models import build_model, get_spec
@@ -82,6 +83,10 @@ class Colorizer:
         return colorspace.decode_lab(x, ab)
 
     def _predict(self, inputs, batch_size: int) -> np.ndarray:
+        if distribute.model_replicas(self.network) > 1:
+            # train.py --strategy: predict_on_batch would give every replica the whole batch and return
+            # it once per replica (Keras 3 pitfall 6); predict splits it between them and reassembles it.
+            return np.asarray(self.network.predict(inputs, batch_size=batch_size, verbose=0))
         # predict_on_batch per slice: model.predict sets up a data pipeline per call (~0.4 s),
         # which dominates when colorize.py or a training callback colorizes a handful of images.
         parts = inputs if isinstance(inputs, tuple) else (inputs,)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import keras
 
+import distribute
 import runs
 from cli import add_data_args, add_model_arg, data_record, load_data, run_main, versions
 from dataset import CifarGenerator
@@ -41,6 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--log-dir", type=Path, default=None, help="TensorBoard folder (default: logs/<model>/<run-id>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir (default: the latest run of the model)")
+    # tf.distribute (distribute.py); --batch-size is then the global batch, split between the replicas.
+    p.add_argument("--strategy", choices=distribute.STRATEGIES, default="none",
+                   help="TensorFlow backend only: mirrored (all local GPUs) or multiworker (several machines, "
+                        "TF_CONFIG); --batch-size is the global batch (default: none)")
     g = p.add_argument_group("fusion_resnet")
     g.add_argument("--prior", default=None, help="classifier backbone: inception_resnet_v2 (the original, "
                                                   "downloads weights) or efficientnet_lite0 (offline)")
@@ -116,16 +121,28 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     spec = get_spec(args.model)
     config, run_dir, state = prepare_run(args)
+    # --strategy: created before TensorFlow starts its runtime (MultiWorkerMirroredStrategy needs that).
+    try:
+        strategy = distribute.create_strategy(
+            args.strategy, config["batch_size"] if config else args.batch_size or 32,
+            config["seed"] if config else args.seed)
+    except distribute.StrategyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    chief = args.strategy != "multiworker" or distribute.is_chief()   # only the chief writes run and logs
     if config is None:   # a new run: read the data first, so a data error leaves no empty run folder
         train = load_data(args.data, args.split, args.image_size, args.limit)
         val = load_val(args, args.data is not None, args.image_size)
         config = new_config(args, spec, train, val)
-        run_dir = runs.new_run_dir(spec.name, args.run_dir)
+        run_dir = runs.new_run_dir(spec.name, args.run_dir) if chief else distribute.worker_run_dir(None, chief)
         config["run_dir"] = str(run_dir)
         config["log_dir"] = None if args.no_logs else str(args.log_dir or runs.LOGS_DIR / spec.name / run_dir.name)
     else:
         train = _reload(config["data"], config["model_options"]["image_size"])
         val = _reload(config["val_data"], config["model_options"]["image_size"]) if config["val_data"] else None
+        run_dir = distribute.worker_run_dir(run_dir, chief)   # a non-chief: a temporary copy of the checkpoint
+    config["distribute"] = distribute.describe(args.strategy, strategy, config["batch_size"])   # this session's
+    config["logs"] = config["logs"] and chief
     runs.save_json(run_dir / "config.json", config)
     keras.utils.set_random_seed(config["seed"] + state["epoch"])   # a resumed run continues reproducibly
 
@@ -133,7 +150,7 @@ def main(argv=None) -> int:
           f"{len(val) if val is not None else 0} validation; run folder {run_dir}")
     writer = SummaryWriter(config["log_dir"]) if config["logs"] else None
     try:
-        done = _train(spec, config, run_dir, train, val, state, writer)
+        done = _train(spec, config, run_dir, train, val, state, writer, strategy)
     except KeyboardInterrupt:
         print(f"\ninterrupted: weights saved in {run_dir}; continue with\n"
               f"  python train.py -m {spec.name} --resume --run-dir {run_dir}")
@@ -141,6 +158,9 @@ def main(argv=None) -> int:
     finally:
         if writer is not None:
             writer.close()
+    if not chief:   # its run folder is temporary (distribute.worker_run_dir)
+        print(f"done: {done} epoch(s); the chief worker saved the run")
+        return 0
     print(f"done: {done} epoch(s); weights in {run_dir}")
     if config["logs"]:
         print(f"  tensorboard --logdir {Path(config['log_dir']).parent}")
@@ -164,16 +184,27 @@ def _prior(config: dict, data):
     return compute_prior(data.images, **prior_options(config))
 
 
-def _train(spec, config, run_dir, train, val, state, writer) -> int:
+def _train(spec, config, run_dir, train, val, state, writer, strategy=None) -> int:
     import trainer
 
     train_prior, val_prior = _prior(config, train), _prior(config, val)
     sample_source, sample_prior = (val, val_prior) if val is not None else (train, train_prior)
     samples = trainer.SampleBatch.take(sample_source, sample_prior)
+    # --strategy: build, compile, restore and train under the strategy (distribute.scope is a no-op without
+    # one); the priors above are inference only and stay outside it.
+    with distribute.scope(strategy):
+        return _train_model(spec, config, run_dir, train, val, state, writer, strategy, samples, train_prior,
+                            val_prior)
+
+
+def _train_model(spec, config, run_dir, train, val, state, writer, strategy, samples, train_prior, val_prior) -> int:
+    import trainer
+
     built = build_model(spec.name, **config["model_options"])
+    distribute.synchronize_batch_norm(built, strategy)   # global-batch statistics with several replicas
     if spec.trainer == "gan":
         import gan_training
-        return gan_training.train(built, config, run_dir, train, samples, writer, state)
+        return gan_training.train(built, config, run_dir, train, samples, writer, state, strategy)
 
     color_space = data_color_space(config)
     train_gen = CifarGenerator(train, config["batch_size"], color_space, shuffle=True, prior=train_prior,
