@@ -71,6 +71,9 @@ class EpochEnd(keras.callbacks.Callback):
 def fit(model, config: dict, run_dir: Path, train_gen, val_gen, samples: SampleBatch,
         initial_epoch: int, writer: SummaryWriter | None, steps_per_epoch: int | None = None) -> int:
     """Train up to config['epochs']; returns the number of epochs done. Ctrl-C saves and returns."""
+    # --steps larger than the data would make Keras stop with "input ran out of data" and the state
+    # count batches that never ran: at most one pass over the generator per epoch.
+    steps_per_epoch = min(steps_per_epoch, len(train_gen)) if steps_per_epoch else None
     steps = steps_per_epoch or len(train_gen)
     end = EpochEnd(config, run_dir, writer, samples, steps)
     end.epochs_done = initial_epoch
