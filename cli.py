@@ -92,9 +92,11 @@ def versions() -> dict:
     import numpy
     out = {"python": platform.python_version(), "keras": keras.__version__, "numpy": numpy.__version__,
            "backend": keras.backend.backend()}
-    try:
-        import tensorflow as tf
-        out["tensorflow"] = tf.__version__
-    except ImportError:
-        pass
+    # The frameworks this process has loaded (Keras imports its backend's): importing TensorFlow here
+    # would load a second framework into a JAX or PyTorch run (seconds, and its own CUDA libraries)
+    # and record a version that did not run.
+    for name in ("tensorflow", "jax", "torch"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "__version__"):
+            out[name] = module.__version__
     return out

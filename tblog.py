@@ -8,6 +8,7 @@ manual loop. Scalars and images go to ``<logdir>/<subdir>``; TensorBoard overlay
 from __future__ import annotations
 
 import io
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +16,19 @@ import numpy as np
 from PIL import Image
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer import event_file_writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+
+def _avoid_importing_tensorflow() -> None:
+    """EventFileWriter opens its file through ``tensorboard.compat.tf``: TensorFlow when importable,
+    else tensorboard's TF-free stub. Where TensorFlow is installed but not loaded (a JAX or PyTorch run
+    beside it, as in CI), that would import all of TensorFlow (seconds, and its own CUDA libraries) to
+    open a local file, so that module gets the stub, which is what it uses without TensorFlow anyway.
+    Under the TensorFlow backend (TensorFlow loaded by Keras) nothing changes."""
+    if "tensorflow" not in sys.modules:
+        from tensorboard.compat import tensorflow_stub
+        event_file_writer.tf = tensorflow_stub
 
 
 class SummaryWriter:
@@ -29,6 +42,7 @@ class SummaryWriter:
         if subdir not in self._writers:
             path = self.logdir / subdir
             path.mkdir(parents=True, exist_ok=True)
+            _avoid_importing_tensorflow()
             self._writers[subdir] = EventFileWriter(str(path))
         return self._writers[subdir]
 
