@@ -37,7 +37,7 @@ _XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
 _WHITE = np.array([0.95047, 1.0, 1.08883], dtype=np.float64)
 
 # Fold the white point into the matrices so each conversion is one matmul.
-_RGB_TO_XYZN = (_RGB_TO_XYZ / _WHITE[:, None]).T.astype(np.float32)   # row-vector form
+_RGB_TO_XYZN = (_RGB_TO_XYZ / _WHITE[:, None]).T   # row-vector form, float64 (see rgb_to_lab)
 _XYZN_TO_RGB = _XYZ_TO_RGB * _WHITE[None, :]
 # skimage's white point and matrix disagree in the 5th digit, so a = b = 0 would decode to
 # R, G, B differing by ~4e-5. Normalizing the rows makes gray decode to R = G = B (to float
@@ -84,8 +84,10 @@ def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
 
 def rgb_to_lab(rgb) -> np.ndarray:
     """(..., 3) RGB (uint8 or float [0, 1]) -> (..., 3) float32 LAB, L in [0, 100]."""
-    xyz = _srgb_to_linear(rgb) @ _RGB_TO_XYZN   # normalized by the white point
-    f = np.where(xyz > _EPS, np.cbrt(xyz), _KAPPA * xyz + np.float32(16 / 116))
+    # float64 from the matmul on: a = 500 (fx - fy) magnifies float32 rounding of f to ~1e-4, at
+    # the edge of the agreement with skimage; float64 here costs ~5% (the pass is memory-bound).
+    xyz = _srgb_to_linear(rgb) @ _RGB_TO_XYZN   # normalized by the white point, float64
+    f = np.where(xyz > _EPS, np.cbrt(xyz), _KAPPA * xyz + 16 / 116)
     fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
     lab = np.empty(xyz.shape, np.float32)
     lab[..., 0] = 116.0 * fy - 16.0
