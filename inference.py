@@ -13,7 +13,7 @@ import colorspace
 import distribute
 import runs
 from dataset import CLASS_NAMES, one_hot
-from models import build_model, get_spec
+from models import build_model, dtype_policy, get_spec
 
 
 def data_color_space(config: dict) -> str:
@@ -47,7 +47,9 @@ class Colorizer:
         if get_spec(config["model"]).trainer == "gan":
             from models.gan import build_generator   # the discriminator is not needed to colorize
             options = config["model_options"]
-            network, part = build_generator(options["image_size"], options["color_space"]), "generator"
+            with dtype_policy(options.get("precision", "float32")):
+                network = build_generator(options["image_size"], options["color_space"])
+            part = "generator"
         else:
             network, part = build_model(config["model"], **config["model_options"]), "model"
         runs.load_weights(network, run_dir, part)

@@ -20,8 +20,11 @@ import runs
 from cli import add_data_args, add_model_arg, data_record, load_data, run_main, versions
 from dataset import CifarGenerator
 from inference import data_color_space
-from models import build_model, get_spec
+from models import JIT_CHOICES, build_model, get_spec, set_jit
 from tblog import SummaryWriter
+
+# --mixed-precision value -> Keras dtype policy (models.PRECISIONS), recorded in config.json
+MIXED_PRECISION = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,6 +49,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strategy", choices=distribute.STRATEGIES, default="none",
                    help="TensorFlow backend only: mirrored (all local GPUs) or multiworker (several machines, "
                         "TF_CONFIG); --batch-size is the global batch (default: none)")
+    g = p.add_argument_group("speed (measurements in BENCHMARKS.md)")
+    g.add_argument("--jit", choices=JIT_CHOICES, default=None,
+                   help="compile each step: XLA (TensorFlow), jax.jit, torch.compile. auto (default): Keras' "
+                        "choice, on for GPUs, off on CPU where XLA measured slower than TensorFlow's oneDNN kernels")
+    g.add_argument("--mixed-precision", nargs="?", const="float16", choices=tuple(MIXED_PRECISION), default=None,
+                   help="compute in float16 (the flag alone; GPUs with tensor cores) or bfloat16 (TPUs, recent "
+                        "CPUs/GPUs), variables in float32; default off (float32)")
     g = p.add_argument_group("fusion_resnet")
     g.add_argument("--prior", default=None, help="classifier backbone: inception_resnet_v2 (the original, "
                                                   "downloads weights) or efficientnet_lite0 (offline)")
@@ -61,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def new_config(args, spec, train, val) -> dict:
     """The resolved configuration of a new run (every default made explicit)."""
-    options: dict = {"image_size": args.image_size}
+    options: dict = {"image_size": args.image_size, "precision": MIXED_PRECISION[args.mixed_precision or "off"]}
     if spec.trainer == "gan":
         options["color_space"] = args.color_space or "rgb"
     config = {
@@ -73,6 +83,7 @@ def new_config(args, spec, train, val) -> dict:
         "batch_size": args.batch_size or 32,
         "steps_per_epoch": args.steps,
         "seed": args.seed if args.seed is not None else random.SystemRandom().randrange(2**31),
+        "jit": args.jit or "auto",
         "logs": not args.no_logs,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(sys.argv),
@@ -113,6 +124,13 @@ def prepare_run(args):
             raise runs.RunError(f"{run_dir} is a run of '{config['model']}', not '{spec.name}'")
         if args.epochs is not None:
             config["epochs"] = args.epochs
+        if args.jit is not None:   # a speed setting: may change between sessions (e.g. on a GPU)
+            config["jit"] = args.jit
+        recorded = config["model_options"].get("precision", "float32")
+        if args.mixed_precision is not None and MIXED_PRECISION[args.mixed_precision] != recorded:
+            # The optimizer state differs (a loss-scale optimizer under float16): keep the run's choice.
+            raise runs.RunError(f"{run_dir} was trained with precision {recorded}; --resume keeps it "
+                                "(drop --mixed-precision, or start a new run)")
         return config, Path(run_dir), runs.load_state(Path(run_dir))
     return None, None, {"epoch": 0, "step": 0}
 
@@ -146,6 +164,7 @@ def main(argv=None) -> int:
     runs.save_json(run_dir / "config.json", config)
     keras.utils.set_random_seed(config["seed"] + state["epoch"])   # a resumed run continues reproducibly
 
+    _precision_note(config["model_options"].get("precision", "float32"))
     print(f"model {spec.name}: {len(train)} training images ({config['data']['description']}), "
           f"{len(val) if val is not None else 0} validation; run folder {run_dir}")
     writer = SummaryWriter(config["log_dir"]) if config["logs"] else None
@@ -166,6 +185,14 @@ def main(argv=None) -> int:
         print(f"  tensorboard --logdir {Path(config['log_dir']).parent}")
     print(f"  python predict.py -m {spec.name} --run-dir {run_dir}")
     return 0
+
+
+def _precision_note(precision: str) -> None:
+    """float16 is for GPUs: on a CPU it trained the U-Net 6x slower than float32 (BENCHMARKS.md)."""
+    if precision == "mixed_float16" and not any(d.lower().startswith(("gpu", "cuda"))
+                                                for d in keras.distribution.list_devices()):
+        print("note: --mixed-precision float16 without a GPU is slow on CPUs; bfloat16 suits recent CPUs "
+              "(AVX-512 BF16, AMX), or leave it off")
 
 
 def _reload(record: dict, image_size: int):
@@ -201,6 +228,7 @@ def _train_model(spec, config, run_dir, train, val, state, writer, strategy, sam
     import trainer
 
     built = build_model(spec.name, **config["model_options"])
+    set_jit(built, config.get("jit", "auto"))
     distribute.synchronize_batch_norm(built, strategy)   # global-batch statistics with several replicas
     if spec.trainer == "gan":
         import gan_training

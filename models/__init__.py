@@ -6,6 +6,7 @@ model). ``ModelSpec`` says what data the model eats, so the scripts need no per-
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
 
@@ -42,7 +43,46 @@ def get_spec(name: str) -> ModelSpec:
         raise UnknownModelError(f"unknown model '{name}'; valid names: {', '.join(MODEL_NAMES)}") from None
 
 
-def build_model(name: str, **options):
-    """Build (and compile) model ``name``; options are those its ``build`` takes (image_size, ...)."""
+# Keras dtype policies of train.py --mixed-precision: "float32" (default), or float16 / bfloat16
+# computation with float32 variables. Under "mixed_float16" compile() wraps the optimizer in a
+# LossScaleOptimizer (Keras' auto_scale_loss), so small gradients do not underflow.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str = "float32"):
+    """Layers and models created inside take the Keras dtype policy ``precision`` (see PRECISIONS)."""
+    import keras
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(name: str, precision: str = "float32", **options):
+    """Build (and compile) model ``name`` under dtype policy ``precision``; options are those its
+    ``build`` takes (image_size, ...). A run's config.json records both in ``model_options``."""
     get_spec(name)
-    return importlib.import_module(f"models.{name}").build(**options)
+    with dtype_policy(precision):
+        return importlib.import_module(f"models.{name}").build(**options)
+
+
+# train.py --jit: compile each training/prediction step with XLA (TensorFlow), jax.jit (JAX) or
+# torch.compile (PyTorch). "auto" keeps Keras' own choice: TensorFlow on for GPUs and off on CPU,
+# JAX on, PyTorch off. BENCHMARKS.md has the measurements behind leaving XLA off on CPU.
+JIT_CHOICES = ("auto", "on", "off")
+
+
+def set_jit(built, jit: str) -> None:
+    """Apply a --jit choice to a built model (every part of the GAN); before the first step."""
+    if jit not in JIT_CHOICES:
+        raise ValueError(f"unknown jit setting '{jit}'; valid: {', '.join(JIT_CHOICES)}")
+    if jit == "auto":
+        return
+    parts = (built.generator, built.discriminator, built.combined) if hasattr(built, "combined") else (built,)
+    for part in parts:
+        part.jit_compile = jit == "on"   # read when the first step makes the train/predict function

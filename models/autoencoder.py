@@ -4,7 +4,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import adam, check_image_size, conv
+from models.blocks import OUTPUT_DTYPE, adam, check_image_size, conv
 
 
 def build(image_size: int = 32) -> keras.Model:
@@ -26,7 +26,7 @@ def build(image_size: int = 32) -> keras.Model:
     x = layers.UpSampling2D(2)(x)
     x = conv(x, 64)
     x = layers.UpSampling2D(2)(x)
-    outputs = conv(x, 2, activation="sigmoid", name="ab")  # (B, S, S, 2) in [0, 1]
+    outputs = conv(x, 2, activation="sigmoid", name="ab", dtype=OUTPUT_DTYPE)  # (B, S, S, 2) in [0, 1]
     model = keras.Model(inputs, outputs, name="autoencoder")
     model.compile(optimizer=adam(), loss="mse", metrics=["mae"])
     return model

@@ -8,6 +8,11 @@ from keras import layers
 # (moving = momentum * moving + (1 - momentum) * batch); 0.8 is the original's value.
 BN_MOMENTUM = 0.8
 
+# A model's last layer computes in float32 even under a mixed-precision policy (train.py
+# --mixed-precision): its output feeds the loss and the color decoding, where float16 would round
+# the colors and could overflow the loss. Under the default float32 policy this changes nothing.
+OUTPUT_DTYPE = "float32"
+
 
 def adam() -> keras.optimizers.Optimizer:
     """The original's optimizer for every model: Adam(lr 2e-4, beta_1 0.5), as in pix2pix."""
@@ -45,12 +50,15 @@ def unet(inputs, out_channels: int, out_activation: str, filters=(64, 128, 256, 
     for level, (f, skip) in enumerate(zip(reversed(filters[:-1]), reversed(skips[:-1]))):
         x = up(x, skip, f, name=f"up{level + 1}")
     x = layers.UpSampling2D(2, name="out_up")(x)
-    return layers.Conv2D(out_channels, 4, padding="same", activation=out_activation, name="out_conv")(x)
+    return layers.Conv2D(out_channels, 4, padding="same", activation=out_activation, dtype=OUTPUT_DTYPE,
+                         name="out_conv")(x)
 
 
-def conv(x, filters: int, strides: int = 1, kernel: int = 3, activation: str = "relu", name: str | None = None):
+def conv(x, filters: int, strides: int = 1, kernel: int = 3, activation: str = "relu", name: str | None = None,
+         dtype=None):
     """3x3 'same' conv with ReLU, the building brick of the autoencoder and fusion networks."""
-    return layers.Conv2D(filters, kernel, strides=strides, padding="same", activation=activation, name=name)(x)
+    return layers.Conv2D(filters, kernel, strides=strides, padding="same", activation=activation, name=name,
+                         dtype=dtype)(x)
 
 
 def check_image_size(image_size: int, multiple: int, model: str) -> None:

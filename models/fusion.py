@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.blocks import adam, check_image_size, conv
+from models.blocks import OUTPUT_DTYPE, adam, check_image_size, conv
 
 
 def build_fusion(prior_dim: int, image_size: int = 32, name: str = "fusion") -> keras.Model:
@@ -38,7 +38,7 @@ def build_fusion(prior_dim: int, image_size: int = 32, name: str = "fusion") -> 
     x = conv(x, 32)
     x = layers.UpSampling2D(2)(x)                          # (B, S, S, 32)
     # Deep Koalarization ends in tanh for ab in [-1, 1]; the targets here are in [0, 1], so sigmoid.
-    outputs = conv(x, 2, activation="sigmoid", name="ab")
+    outputs = conv(x, 2, activation="sigmoid", name="ab", dtype=OUTPUT_DTYPE)
     model = keras.Model([l_in, prior], outputs, name=name)
     model.compile(optimizer=adam(), loss="mse", metrics=["mae"])
     return model

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from models.blocks import adam, check_image_size, down, unet
+from models.blocks import OUTPUT_DTYPE, adam, check_image_size, down, unet
 
 COLOR_SPACES = ("rgb", "lab")
 DISCRIMINATOR_FILTERS = (64, 128, 128, 128)   # the original's (df, 2 df, 2 df, 2 df)
@@ -81,7 +81,7 @@ def build_discriminator(image_size: int, color_space: str) -> keras.Model:
     x = layers.Concatenate(name="pair")([image, condition])
     for level, f in enumerate(DISCRIMINATOR_FILTERS):
         x = down(x, f, batch_norm=level > 0, name=f"d{level + 1}")
-    validity = layers.Conv2D(1, 4, padding="same", name="validity")(x)
+    validity = layers.Conv2D(1, 4, padding="same", dtype=OUTPUT_DTYPE, name="validity")(x)
     return keras.Model([image, condition], validity, name="discriminator")
 
 

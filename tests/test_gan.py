@@ -268,7 +268,8 @@ def test_train_and_predict_scripts(color_space, tmp_path):
     assert "done: 1 epoch(s)" in result.stdout
     assert "epoch 1/1 step 2/2" in result.stdout                  # 64 images / 32 = 2 batches < --steps 3
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["model_options"] == {"image_size": 32, "color_space": color_space}
+    assert config["model_options"] == {"image_size": 32, "color_space": color_space, "precision": "float32"}
+    assert config["jit"] == "auto"
     assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 1, "step": 2}
     assert (run_dir / "samples" / "epoch-001.jpg").exists()
     assert [s for s, _ in tblog.read_scalars(tmp_path / "logs")["train"]["d_loss"]] == [1, 2]
