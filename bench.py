@@ -18,6 +18,8 @@ train     images/s of ``train_on_batch`` on random data in each model's encoding
           XLA off and on (``jit_compile`` set after build, before the first step; for the GAN on
           the discriminator, the combined model and the generator, whose predict makes the
           fakes). A fresh model per setting; warm-up steps first; the median of timed windows.
+          Also, at the default batch size, XLA off: the mixed_bfloat16 policy
+          (``train.py --mixed-precision bfloat16``), against float32.
 predict   images/s of ``predict_on_batch`` at batch 64 (the GAN: its generator).
 prior     fusion_resnet's classifier prior (``priors.compute_prior``), images/s at batch 32 per
           backbone: efficientnet_lite0 with its real weights, inception_resnet_v2 with random
@@ -33,7 +35,10 @@ colorize  wall time of ``colorize.colorize_files`` for one 1024x1024 and one 400
           (smooth synthetic photo): decode, predict (unet, random weights), recombine, PNG write.
 backends  unet training at batch 32 under each Keras backend of --backends that is installed, each
           in a subprocess (``bench.py --worker``) with KERAS_BACKEND set, with that backend's
-          default ``jit_compile`` (TensorFlow: off on CPU; JAX: on).
+          default ``jit_compile`` (TensorFlow: off on CPU; JAX: on). For TensorFlow also two
+          kernel variants beside the project's default (TF_ENABLE_ONEDNN_OPTS=1, set by cli.py):
+          TensorFlow's own kernels (TF_ENABLE_ONEDNN_OPTS=0), and oneDNN restricted to AVX2
+          (ONEDNN_MAX_CPU_ISA=AVX2: what a CPU without AVX-512 runs).
 
 FLOP convention (columns GFLOP/s and % peak):
 
@@ -52,7 +57,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # before Keras imports TensorFlow
+import cli  # noqa: F401  (first: TensorFlow's environment defaults, as train.py gets them)
 
 import argparse
 import contextlib
@@ -297,15 +302,13 @@ def network_inputs(name: str, network, batch: int, rng):
 
 # ---- models: build, FLOPs, one step --------------------------------------------
 
-def build(name: str, jit: bool | None = None, seed: int = 0):
+def build(name: str, jit: bool | None = None, seed: int = 0, precision: str = "float32"):
     """A fresh compiled model (GanModels for the GAN); ``jit`` overrides jit_compile, None keeps the default."""
-    from models import build_model
+    from models import build_model, set_jit
     keras.utils.set_random_seed(seed)
-    built = build_model(name)
+    built = build_model(name, precision=precision)
     if jit is not None:
-        parts = (built.discriminator, built.combined, built.generator) if name == "gan" else (built,)
-        for part in parts:
-            part.jit_compile = jit   # read when the first step makes the train/predict function
+        set_jit(built, "on" if jit else "off")
     return built
 
 
@@ -328,9 +331,9 @@ def train_step_fn(name: str, built, batch: int, rng):
     return lambda: built.train_on_batch(x, y)
 
 
-def measure_training(name: str, batch: int, jit: bool | None, s: Settings) -> dict:
+def measure_training(name: str, batch: int, jit: bool | None, s: Settings, precision: str = "float32") -> dict:
     """Training images/s of a fresh model, its training FLOPs per image and the jit_compile in effect."""
-    built = build(name, jit)
+    built = build(name, jit, precision=precision)
     step = train_step_fn(name, built, batch, np.random.default_rng(0))
     first = built.combined if name == "gan" else built
     result = {"images_per_s": throughput(step, batch, s), "flops_per_image": model_training_flops(name, built),
@@ -388,6 +391,7 @@ def bench_train(ctx: Context) -> list[Row]:
                 rate_off = rate_off or r["images_per_s"]
                 rows.append(perf_row(ctx, "train", name, setting, r["images_per_s"], r["flops_per_image"], notes=notes))
                 log(f"train: {name} {setting}: {r['images_per_s']:.1f} img/s")
+        rows.append(_bfloat16_row(ctx, name, rows))
     if speedups:
         median = statistics.median(speedups)
         verdict = "XLA helps on this CPU" if median > 1.05 else (
@@ -396,6 +400,25 @@ def bench_train(ctx: Context) -> list[Row]:
                         notes=f"{verdict} (range {min(speedups):.2f}x-{max(speedups):.2f}x)"))
         ctx.summary.append(f"{verdict}: median speed-up {median:.2f}x over {len(speedups)} model/batch pairs")
     return rows
+
+
+def _bfloat16_row(ctx: Context, name: str, rows: list[Row]) -> Row:
+    """train.py --mixed-precision bfloat16 at the default batch, XLA off, against float32's row."""
+    s = ctx.settings
+    setting = f"batch {s.default_batch}, XLA off, mixed_bfloat16"
+    log(f"train: {name} {setting} ...")
+    try:
+        r = measure_training(name, s.default_batch, False, s, precision="mixed_bfloat16")
+    except Exception as err:   # noqa: BLE001 -- e.g. no bfloat16 kernels on this backend: go on
+        release_models()
+        return failed_row("train", name, setting, err)
+    notes = "bfloat16 compute, float32 variables (FLOPs counted as float32's)"
+    base = [r_ for r_ in rows if r_.item == name and r_.setting == f"batch {s.default_batch}, XLA off"]
+    if base and base[0].result != "FAILED":
+        ratio = r["images_per_s"] / float(base[0].result.split()[0])
+        notes += f"; {ratio:.2f}x vs float32"
+    log(f"train: {name} {setting}: {r['images_per_s']:.1f} img/s")
+    return perf_row(ctx, "train", name, setting, r["images_per_s"], r["flops_per_image"], notes=notes)
 
 
 def bench_predict(ctx: Context) -> list[Row]:
@@ -632,9 +655,9 @@ def backend_installed(backend: str) -> bool:
     return subprocess.run([sys.executable, "-c", f"import {backend}"], capture_output=True).returncode == 0
 
 
-def run_worker(backend: str, ctx: Context) -> dict:
+def run_worker(backend: str, ctx: Context, env_extra: dict | None = None) -> dict:
     """unet training throughput under a backend, in a fresh `bench.py --worker` subprocess."""
-    env = dict(os.environ, KERAS_BACKEND=backend)
+    env = dict(os.environ, KERAS_BACKEND=backend, **(env_extra or {}))
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", *ctx.preset_args],
                           env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
     lines = proc.stdout.strip().splitlines()
@@ -643,25 +666,36 @@ def run_worker(backend: str, ctx: Context) -> dict:
     return json.loads(lines[-1])
 
 
+# TensorFlow's conv kernels, timed beside the project's default (cli.py: TF_ENABLE_ONEDNN_OPTS=1):
+# TensorFlow's own kernels, and oneDNN restricted to AVX2 (what a CPU without AVX-512 gets).
+TF_VARIANTS = (("oneDNN off", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+               ("oneDNN limited to AVX2", {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}))
+
+
 def bench_backends(ctx: Context) -> list[Row]:
-    """unet at the default batch size under each requested backend, side by side."""
+    """unet at the default batch size under each requested backend (and TensorFlow kernel variant)."""
     s = ctx.settings
     rows = []
+    setting = f"unet batch {s.default_batch}"
     for backend in ctx.backends:
-        setting = f"unet batch {s.default_batch}"
         if not backend_installed(backend):
             rows.append(Row("backends", backend, setting, "skipped", notes=f"`import {backend}` fails here"))
             log(f"backends: {backend}: not installed, skipped")
             continue
-        log(f"backends: {backend}: unet batch {s.default_batch} in a subprocess ...")
-        try:
-            r = run_worker(backend, ctx)
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:
-            rows.append(failed_row("backends", backend, setting, err))
-            continue
-        rows.append(perf_row(ctx, "backends", backend, f"{setting}, jit_compile {r['jit_compile']} (default)",
-                             r["images_per_s"], r["flops_per_image"], notes=f"subprocess; Keras {r['keras']}"))
-        log(f"backends: {backend}: {r['images_per_s']:.1f} img/s")
+        variants = [("", {})] + (list(TF_VARIANTS) if backend == "tensorflow" else [])
+        for variant, env_extra in variants:
+            item = f"{backend}, {variant}" if variant else backend
+            log(f"backends: {item}: {setting} in a subprocess ...")
+            try:
+                r = run_worker(backend, ctx, env_extra)
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:
+                rows.append(failed_row("backends", item, setting, err))
+                continue
+            env_note = " ".join(f"{k}={v}" for k, v in env_extra.items())
+            rows.append(perf_row(ctx, "backends", item, f"{setting}, jit_compile {r['jit_compile']} (default)",
+                                 r["images_per_s"], r["flops_per_image"],
+                                 notes=f"subprocess; Keras {r['keras']}" + (f"; {env_note}" if env_note else "")))
+            log(f"backends: {item}: {r['images_per_s']:.1f} img/s")
     return rows
 
 
@@ -686,19 +720,32 @@ def parse_cpu_model(cpuinfo: str) -> str:
     return "unknown"
 
 
+def parse_cpu_isa(cpuinfo: str) -> str:
+    """The vector extensions that decide conv speed (oneDNN kernels, XLA), from /proc/cpuinfo flags."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags = set(value.split())
+            return " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+                            if f in flags) or "no AVX2"
+    return "unknown"
+
+
 def machine_info() -> dict:
     """CPU, cores, versions, backend, date and load: the header of a run's section."""
     try:
-        cpu = parse_cpu_model(Path("/proc/cpuinfo").read_text())
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        cpu, isa = parse_cpu_model(cpuinfo), parse_cpu_isa(cpuinfo)
     except OSError:
-        cpu = platform.processor() or "unknown"
+        cpu, isa = platform.processor() or "unknown", "unknown"
     try:
         import tensorflow as tf
         tf_version = tf.__version__
     except ImportError:
         tf_version = "not installed"
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "tensorflow": tf_version,
+    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "usable_cores": usable, "tensorflow": tf_version,
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TensorFlow's default"),
             "keras": keras.__version__, "numpy": np.__version__, "backend": keras.backend.backend(),
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
@@ -726,7 +773,8 @@ def render_section(info: dict, command: str, settings_name: str, rows: list[Row]
     lines = [f"## {info['date']}: {settings_name} run, {info['backend']} backend",
              "",
              f"- command: `{command}`",
-             f"- CPU: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
+             f"- CPU: {info['cpu']} ({info.get('isa', 'unknown')}), {info['cores']} cores "
+             f"({info['usable_cores']} usable); TF_ENABLE_ONEDNN_OPTS={info.get('onednn', 'unset')}",
              f"- TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}, "
              f"Python {info['python']}, backend {info['backend']}",
              f"- load average at start: {_fmt(load, 2) or 'unknown'}"

@@ -62,8 +62,17 @@ def test_parse_cpu_model():
     assert bench.parse_cpu_model("processor : 0\n") == "unknown"
 
 
-INFO = {"cpu": "Test CPU", "cores": 2, "usable_cores": 2, "tensorflow": "2.0", "keras": "3.0",
-        "numpy": "2.0", "python": "3.11", "backend": "tensorflow", "date": "2024-01-02 03:04:05 UTC",
+def test_parse_cpu_isa_names_the_vector_extensions_that_matter():
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
+    assert bench.parse_cpu_isa(avx2) == "avx2 fma"
+    zen5 = "flags\t: avx2 fma avx512f avx512dq avx512_vnni avx512_bf16 avx512_vp2intersect\n"
+    assert bench.parse_cpu_isa(zen5) == "avx2 fma avx512f avx512_vnni avx512_bf16"
+    assert bench.parse_cpu_isa("flags\t: sse2\n") == "no AVX2"
+    assert bench.parse_cpu_isa("processor : 0\n") == "unknown"
+
+
+INFO = {"cpu": "Test CPU", "isa": "avx2 fma", "onednn": "1", "cores": 2, "usable_cores": 2, "tensorflow": "2.0",
+        "keras": "3.0", "numpy": "2.0", "python": "3.11", "backend": "tensorflow", "date": "2024-01-02 03:04:05 UTC",
         "load": 0.1}
 
 
@@ -84,7 +93,7 @@ def test_table_format():
 def test_section_header():
     text = bench.render_section(INFO, "python bench.py --quick", "quick", rows())
     assert text.startswith("## 2024-01-02 03:04:05 UTC: quick run, tensorflow backend\n")
-    for needle in ("`python bench.py --quick`", "Test CPU, 2 cores", "TensorFlow 2.0, Keras 3.0, NumPy 2.0",
+    for needle in ("`python bench.py --quick`", "Test CPU (avx2 fma), 2 cores (2 usable); TF_ENABLE_ONEDNN_OPTS=1", "TensorFlow 2.0, Keras 3.0, NumPy 2.0",
                    "backend tensorflow", "random weights"):
         assert needle in text
     assert "busy" not in text and "incomplete" not in text
