@@ -1,8 +1,9 @@
 """Color-space conversion and the network encodings, in one place.
 
 All functions are NumPy, vectorized over any leading batch dimensions, and
-work in float32 (the original called skimage's per-image float64 ``rgb2lab``;
-float32 agrees with it to ~1e-4 and is several times faster).
+return float32 (the original called skimage's per-image float64 ``rgb2lab``).
+Per-pixel conversions run in cache-sized blocks over the whole batch; RGB -> LAB
+keeps float64 inside a block, which keeps it within 1e-5 of skimage.
 
 Value ranges
 ------------
@@ -69,6 +70,16 @@ def _srgb_to_linear_float(c: np.ndarray) -> np.ndarray:
 _LINEAR_LUT = _srgb_to_linear_float(np.arange(256, dtype=np.float64) / 255.0)
 
 
+_LINEAR_LUT64 = _LINEAR_LUT.astype(np.float64)
+
+
+def _srgb_to_linear64(rgb: np.ndarray) -> np.ndarray:
+    """uint8 or float [0, 1] sRGB -> float64 linear RGB (for rgb_to_lab's float64 path)."""
+    if rgb.dtype == np.uint8:
+        return _LINEAR_LUT64[rgb]
+    return _srgb_to_linear_float(rgb.astype(np.float32, copy=False)).astype(np.float64)
+
+
 def _srgb_to_linear(rgb) -> np.ndarray:
     """uint8 or float [0, 1] sRGB -> float32 linear RGB."""
     rgb = np.asarray(rgb)
@@ -82,28 +93,60 @@ def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
     return np.where(c > 0.0031308, 1.055 * c ** (1 / 2.4) - 0.055, 12.92 * c).astype(np.float32)
 
 
+# Pixels per block of the per-pixel conversions. A whole-array pass makes a dozen temporaries the
+# size of the data set (float64 for 256 px images: gigabytes), and is memory-bound: measured 19x
+# slower than blocks that stay in cache (bench.py, data section).
+_BLOCK = 16384
+
+
+def _blockwise(convert, pixels, out_dtype=np.float32) -> np.ndarray:
+    """Apply ``convert(src (n, 3), dst (n, 3))`` to (..., 3) ``pixels`` block by block."""
+    pixels = np.asarray(pixels)
+    flat = pixels.reshape(-1, 3)
+    out = np.empty(flat.shape, out_dtype)
+    for start in range(0, len(flat), _BLOCK):
+        convert(flat[start:start + _BLOCK], out[start:start + _BLOCK])
+    return out.reshape(pixels.shape)
+
+
+_F_TO_LAB = np.array([[0.0, 500.0, 0.0],       # fx
+                      [116.0, -500.0, 200.0],  # fy
+                      [0.0, 0.0, -200.0]])     # fz
+
+
+def _rgb_to_lab_block(rgb: np.ndarray, lab: np.ndarray) -> None:
+    # float64 from the matmul on: a = 500 (fx - fy) magnifies float32 rounding of f to ~1e-4, at
+    # the edge of the agreement with skimage; in cache-sized blocks float64 costs next to nothing.
+    # (all float64: a float32 x float64 matmul takes a slow mixed-type path, measured 7x slower)
+    xyz = _srgb_to_linear64(rgb) @ _RGB_TO_XYZN   # normalized by the white point
+    f = np.cbrt(xyz)
+    small = xyz <= _EPS                          # the linear segment near black
+    if small.any():
+        f[small] = _KAPPA * xyz[small] + 16 / 116
+    # L = 116 fy - 16, a = 500 (fx - fy), b = 200 (fy - fz) as one matmul, cast, then stored: NumPy's
+    # casting stores (float64 into a float32 view) were the slowest step of all, 30x a plain copy.
+    lab32 = (f @ _F_TO_LAB).astype(np.float32)
+    lab32[:, 0] -= 16.0
+    lab[...] = lab32
+
+
 def rgb_to_lab(rgb) -> np.ndarray:
     """(..., 3) RGB (uint8 or float [0, 1]) -> (..., 3) float32 LAB, L in [0, 100]."""
-    # float64 from the matmul on: a = 500 (fx - fy) magnifies float32 rounding of f to ~1e-4, at
-    # the edge of the agreement with skimage; float64 here costs ~5% (the pass is memory-bound).
-    xyz = _srgb_to_linear(rgb) @ _RGB_TO_XYZN   # normalized by the white point, float64
-    f = np.where(xyz > _EPS, np.cbrt(xyz), _KAPPA * xyz + 16 / 116)
-    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
-    lab = np.empty(xyz.shape, np.float32)
-    lab[..., 0] = 116.0 * fy - 16.0
-    lab[..., 1] = 500.0 * (fx - fy)
-    lab[..., 2] = 200.0 * (fy - fz)
-    return lab
+    return _blockwise(_rgb_to_lab_block, rgb)
+
+
+def _lab_to_rgb_block(lab: np.ndarray, rgb: np.ndarray) -> None:
+    lab = lab.astype(np.float32, copy=False)
+    fy = (lab[:, 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[:, 1] / 500.0, fy, fy - lab[:, 2] / 200.0], axis=-1)
+    f[:, 2] = np.maximum(f[:, 2], 0.0)   # skimage clips negative z (out of gamut) the same way
+    xyz = np.where(f > 0.2068966, f ** 3, (f - np.float32(16 / 116)) / _KAPPA)
+    rgb[:] = np.clip(_linear_to_srgb(xyz @ _XYZN_TO_RGB), 0.0, 1.0)
 
 
 def lab_to_rgb(lab) -> np.ndarray:
     """(..., 3) LAB -> (..., 3) float32 sRGB clipped to [0, 1]."""
-    lab = np.asarray(lab, np.float32)
-    fy = (lab[..., 0] + 16.0) / 116.0
-    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
-    f[..., 2] = np.maximum(f[..., 2], 0.0)   # skimage clips negative z (out of gamut) the same way
-    xyz = np.where(f > 0.2068966, f ** 3, (f - np.float32(16 / 116)) / _KAPPA)
-    return np.clip(_linear_to_srgb(xyz @ _XYZN_TO_RGB), 0.0, 1.0)
+    return _blockwise(_lab_to_rgb_block, lab)
 
 
 def gray_rgb(rgb) -> np.ndarray:
@@ -117,10 +160,17 @@ def gray_rgb(rgb) -> np.ndarray:
 
 def encode_lab(rgb) -> tuple[np.ndarray, np.ndarray]:
     """RGB -> (X, Y) as the original: X = L/100, shape (..., 1); Y = (ab+128)/255, shape (..., 2)."""
-    lab = rgb_to_lab(rgb)
-    x = lab[..., :1] * np.float32(1 / 100)            # (..., 1), [0, 1]
-    y = (lab[..., 1:] + 128.0) * np.float32(1 / 255)  # (..., 2), [0, 1]
-    return x, y
+    rgb = np.asarray(rgb)
+    flat = rgb.reshape(-1, 3)
+    x = np.empty((len(flat), 1), np.float32)         # (..., 1), [0, 1]
+    y = np.empty((len(flat), 2), np.float32)         # (..., 2), [0, 1]
+    lab = np.empty((min(_BLOCK, len(flat)), 3), np.float32)   # one block, reused: no full-size LAB copy
+    for start in range(0, len(flat), _BLOCK):
+        n = min(_BLOCK, len(flat) - start)
+        _rgb_to_lab_block(flat[start:start + n], lab[:n])
+        np.multiply(lab[:n, :1], np.float32(1 / 100), out=x[start:start + n])
+        np.multiply(lab[:n, 1:] + np.float32(128), np.float32(1 / 255), out=y[start:start + n])
+    return x.reshape(*rgb.shape[:-1], 1), y.reshape(*rgb.shape[:-1], 2)
 
 
 def decode_lab(x, y) -> np.ndarray:

@@ -78,3 +78,17 @@ def test_batch_shapes_are_preserved():
     one = np.full((3,), 128, np.uint8)
     assert cs.rgb_to_lab(one).shape == (3,)
     assert cs.rgb_to_lab(np.zeros((2, 3, 4, 5, 3), np.uint8)).shape == (2, 3, 4, 5, 3)
+
+
+def test_conversions_are_the_same_across_block_boundaries():
+    # 3 x 100 x 100 = 30,000 pixels: two blocks of cs._BLOCK (16,384) and a partial third.
+    rgb = np.random.default_rng(2).integers(0, 256, (3, 100, 100, 3), dtype=np.uint8)
+    assert rgb[..., 0].size > cs._BLOCK
+    lab = cs.rgb_to_lab(rgb)
+    np.testing.assert_allclose(lab, skimage.color.rgb2lab(rgb), atol=1e-4)
+    x, y = cs.encode_lab(rgb)
+    assert x.shape == (3, 100, 100, 1) and y.shape == (3, 100, 100, 2)
+    np.testing.assert_allclose(x, lab[..., :1] / 100, atol=1e-6)
+    np.testing.assert_allclose(y, (lab[..., 1:] + 128) / 255, atol=1e-6)
+    pixelwise = np.stack([cs.lab_to_rgb(lab[i, j]) for i in range(3) for j in range(100)])
+    np.testing.assert_array_equal(cs.lab_to_rgb(lab), pixelwise.reshape(rgb.shape))
