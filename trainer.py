@@ -6,6 +6,7 @@ loses at most the epoch in progress.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import keras
@@ -68,6 +69,12 @@ class EpochEnd(keras.callbacks.Callback):
                         {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch})
 
 
+def progress_verbosity() -> int:
+    """Keras' live progress bar on a terminal; one line per epoch when the output goes to a file
+    (the bar's redraws would fill a log with thousands of partial lines)."""
+    return 1 if sys.stdout.isatty() else 2
+
+
 def fit(model, config: dict, run_dir: Path, train_gen, val_gen, samples: SampleBatch,
         initial_epoch: int, writer: SummaryWriter | None, steps_per_epoch: int | None = None) -> int:
     """Train up to config['epochs']; returns the number of epochs done. Ctrl-C saves and returns."""
@@ -79,7 +86,7 @@ def fit(model, config: dict, run_dir: Path, train_gen, val_gen, samples: SampleB
     end.epochs_done = initial_epoch
     try:
         model.fit(train_gen, validation_data=val_gen, epochs=config["epochs"], initial_epoch=initial_epoch,
-                  steps_per_epoch=steps_per_epoch, callbacks=[end], verbose=1)
+                  steps_per_epoch=steps_per_epoch, callbacks=[end], verbose=progress_verbosity())
     except KeyboardInterrupt:
         # Keep the weights of the interrupted epoch, but count only the epochs that finished.
         save_checkpoint(model, run_dir, {"epoch": end.epochs_done, "step": end.epochs_done * steps,

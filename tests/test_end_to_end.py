@@ -82,3 +82,13 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     assert "--resume --run-dir" in out
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["epoch"] >= 1 and state.get("interrupted") is True
+
+
+
+def test_progress_is_one_line_per_epoch_when_not_a_terminal(tmp_path):
+    out = run("train.py", "-m", "autoencoder", "--epochs", "2", "--limit", "32", "--batch-size", "8",
+              "--seed", "1", "--no-logs", "--run-dir", tmp_path / "run").stdout
+    assert "\r" not in out and "━" not in out                  # no progress-bar redraws
+    epochs = [line for line in out.splitlines() if " - loss: " in line]
+    assert len(epochs) == 2 and all("val_loss" in line for line in epochs), out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out
