@@ -84,7 +84,6 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     assert state["epoch"] >= 1 and state.get("interrupted") is True
 
 
-
 def test_progress_is_one_line_per_epoch_when_not_a_terminal(tmp_path):
     out = run("train.py", "-m", "autoencoder", "--epochs", "2", "--limit", "32", "--batch-size", "8",
               "--seed", "1", "--no-logs", "--run-dir", tmp_path / "run").stdout
