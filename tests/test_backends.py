@@ -248,3 +248,18 @@ def test_train_and_predict_scripts(backend, tmp_path):
     grids = sorted(out.glob("batch-*.jpg"))
     assert len(grids) == 2
     assert np.asarray(Image.open(grids[0])).shape == (8 * 32, 3 * 32, 3)
+
+
+def test_a_tensorflow_run_predicts_the_same_colors_on_another_backend(backend, unet_run, tmp_path):
+    """Run folders are backend-neutral: a run trained with TensorFlow colorizes identically elsewhere."""
+    from inference import Colorizer
+    name, python = backend
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    code = (f"{_NO_TF}; import numpy as np; from inference import Colorizer; "
+            "np.save(sys.argv[3], Colorizer.from_run(sys.argv[1]).colorize(np.load(sys.argv[2])))")
+    run_backend(name, python, ["-c", code, str(unet_run), str(tmp_path / "images.npy"), str(tmp_path / "out.npy")])
+    expected = Colorizer.from_run(unet_run).colorize(images)        # this process: TensorFlow
+    got = np.load(tmp_path / "out.npy")
+    assert got.shape == expected.shape == (6, 32, 32, 3)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
