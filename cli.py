@@ -7,7 +7,7 @@ import os
 # but real C++ errors too; those that matter also raise a Python exception).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow's oneDNN kernels: on by default only on CPUs with AVX-512 VNNI/BF16 or AMX. Measured on
-# the U-Net (BENCHMARKS.md): 2.8x faster with oneDNN limited to AVX2 than TensorFlow's own kernels, so
+# the U-Net (BENCHMARKS.md): about 3x faster with oneDNN limited to AVX2 than TensorFlow's own kernels, so
 # turn them on everywhere (a user's own TF_ENABLE_ONEDNN_OPTS=0 still wins). Before TensorFlow loads.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
