@@ -70,22 +70,12 @@ def _srgb_to_linear_float(c: np.ndarray) -> np.ndarray:
 _LINEAR_LUT = _srgb_to_linear_float(np.arange(256, dtype=np.float64) / 255.0)
 
 
-_LINEAR_LUT64 = _LINEAR_LUT.astype(np.float64)
-
-
-def _srgb_to_linear64(rgb: np.ndarray) -> np.ndarray:
-    """uint8 or float [0, 1] sRGB -> float64 linear RGB (for rgb_to_lab's float64 path)."""
-    if rgb.dtype == np.uint8:
-        return _LINEAR_LUT64[rgb]
-    return _srgb_to_linear_float(rgb.astype(np.float32, copy=False)).astype(np.float64)
-
-
-def _srgb_to_linear(rgb) -> np.ndarray:
-    """uint8 or float [0, 1] sRGB -> float32 linear RGB."""
+def _srgb_to_linear(rgb, dtype=np.float32) -> np.ndarray:
+    """uint8 or float [0, 1] sRGB -> linear RGB in ``dtype`` (float64 for rgb_to_lab's precision)."""
     rgb = np.asarray(rgb)
     if rgb.dtype == np.uint8:
-        return _LINEAR_LUT[rgb]
-    return _srgb_to_linear_float(rgb.astype(np.float32, copy=False))
+        return _LINEAR_LUT.astype(dtype, copy=False)[rgb]
+    return _srgb_to_linear_float(rgb.astype(np.float32, copy=False)).astype(dtype, copy=False)
 
 
 def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
@@ -99,13 +89,19 @@ def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
 _BLOCK = 16384
 
 
-def _blockwise(convert, pixels, out_dtype=np.float32) -> np.ndarray:
-    """Apply ``convert(src (n, 3), dst (n, 3))`` to (..., 3) ``pixels`` block by block."""
+def _blocks(n_pixels: int):
+    """Slices of at most _BLOCK pixels covering range(n_pixels)."""
+    for start in range(0, n_pixels, _BLOCK):
+        yield slice(start, min(start + _BLOCK, n_pixels))
+
+
+def _blockwise(convert, pixels) -> np.ndarray:
+    """Apply ``convert(src (n, 3), dst (n, 3) float32)`` to (..., 3) ``pixels`` block by block."""
     pixels = np.asarray(pixels)
     flat = pixels.reshape(-1, 3)
-    out = np.empty(flat.shape, out_dtype)
-    for start in range(0, len(flat), _BLOCK):
-        convert(flat[start:start + _BLOCK], out[start:start + _BLOCK])
+    out = np.empty(flat.shape, np.float32)
+    for block in _blocks(len(flat)):
+        convert(flat[block], out[block])
     return out.reshape(pixels.shape)
 
 
@@ -118,7 +114,7 @@ def _rgb_to_lab_block(rgb: np.ndarray, lab: np.ndarray) -> None:
     # float64 from the matmul on: a = 500 (fx - fy) magnifies float32 rounding of f to ~1e-4, at
     # the edge of the agreement with skimage; in cache-sized blocks float64 costs next to nothing.
     # (all float64: a float32 x float64 matmul takes a slow mixed-type path, measured 7x slower)
-    xyz = _srgb_to_linear64(rgb) @ _RGB_TO_XYZN   # normalized by the white point
+    xyz = _srgb_to_linear(rgb, np.float64) @ _RGB_TO_XYZN   # normalized by the white point
     f = np.cbrt(xyz)
     small = xyz <= _EPS                          # the linear segment near black
     if small.any():
@@ -165,11 +161,11 @@ def encode_lab(rgb) -> tuple[np.ndarray, np.ndarray]:
     x = np.empty((len(flat), 1), np.float32)         # (..., 1), [0, 1]
     y = np.empty((len(flat), 2), np.float32)         # (..., 2), [0, 1]
     lab = np.empty((min(_BLOCK, len(flat)), 3), np.float32)   # one block, reused: no full-size LAB copy
-    for start in range(0, len(flat), _BLOCK):
-        n = min(_BLOCK, len(flat) - start)
-        _rgb_to_lab_block(flat[start:start + n], lab[:n])
-        np.multiply(lab[:n, :1], np.float32(1 / 100), out=x[start:start + n])
-        np.multiply(lab[:n, 1:] + np.float32(128), np.float32(1 / 255), out=y[start:start + n])
+    for block in _blocks(len(flat)):
+        n = block.stop - block.start
+        _rgb_to_lab_block(flat[block], lab[:n])
+        np.multiply(lab[:n, :1], np.float32(1 / 100), out=x[block])
+        np.multiply(lab[:n, 1:] + np.float32(128), np.float32(1 / 255), out=y[block])
     return x.reshape(*rgb.shape[:-1], 1), y.reshape(*rgb.shape[:-1], 2)
 
 
