@@ -1,7 +1,7 @@
 """Compare every trained model on the same images: python compare.py   (or python evaluate.py --compare)
 
 For each model that has a run (the latest one under runs/<model>/), colorizes the same data,
-scores it with evaluate.py's metrics next to the gray baseline, and writes
+scores it next to the gray baseline (the library: evaluation/report.py), and writes
 
     results/comparison.md                 Markdown: metrics table, run folders, links to the figures
     results/comparison.json               every figure (with per-class results)
@@ -17,32 +17,10 @@ import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-
-import evaluate
-import metrics
-import runs
-from cli import add_data_args, load_data, run_main, user_errors
-from dataset import ImageSet
-from grids import make_grid, save_image
-from models import MODEL_NAMES, get_spec
-
-GRID_IMAGES = 12        # rows of the comparison grid
-GRID_CELL_PX = 96       # cells are enlarged (nearest) to about this size: 32 px CIFAR images are tiny
-
-
-def add_compare_args(p: argparse.ArgumentParser) -> None:
-    """Options of a comparison (shared by compare.py and ``evaluate.py --compare``)."""
-    p.add_argument("--models", default=None,
-                   help=f"comma-separated models to compare (default: all: {','.join(MODEL_NAMES)})")
-    p.add_argument("--runs-dir", type=Path, default=runs.RUNS_DIR,
-                   help="folder holding <model>/<run-id>/ run folders (default: %(default)s)")
-    p.add_argument("--out-dir", type=Path, default=runs.ROOT / "results",
-                   help="comparison.md, comparison.json and comparison/ go here (default: %(default)s)")
+from cli.errors import run_main
+from cli.options import add_compare_args, add_data_args
+from evaluation import report
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,260 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def model_list(spec: str | None) -> list[str]:
-    """--models value -> validated model names (UnknownModelError for a wrong one)."""
-    if spec is None:
-        return list(MODEL_NAMES)
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    for n in names:
-        get_spec(n)
-    return list(dict.fromkeys(names))   # keep the order, drop repeats
-
-
-# ---- evaluation ---------------------------------------------------------------------
-
-def evaluate_models(models: list[str], runs_dir: Path, load, batch_size: int = 64):
-    """Evaluate the latest run of each model.
-
-    ``load(image_size) -> ImageSet`` gives the data at a model's input size (cached by the caller).
-    Returns (results {model: {"run_dir", "image_size", "config", "metrics", "pred"}},
-    skipped {model: reason}); only user errors (no run, missing labels or weights) skip a model.
-    """
-    results, skipped = {}, {}
-
-    def skip(name: str, reason: str) -> None:
-        skipped[name] = reason
-        print(f"{name}: skipped ({reason})")
-
-    for name in models:
-        try:
-            colorizer = evaluate.load_colorizer(name, None, runs_dir)
-        except user_errors() as err:   # no run of this model
-            skip(name, str(err))
-            continue
-        except (ValueError, OSError) as err:   # weights of another architecture, damaged file: skip that run only
-            message = " ".join(str(err).split())   # one line
-            skip(name, f"cannot load {runs.latest_run(name, runs_dir)} ({type(err).__name__}: {message})")
-            continue
-        data = load(colorizer.image_size)   # outside the try: bad data is an error for every model
-        print(f"{name}: evaluating {colorizer.run_dir}")
-        try:
-            report, pred = evaluate.evaluate(colorizer, data, batch_size)
-        except user_errors() as err:   # fusion_label without labels, fusion_resnet without weights
-            skip(name, str(err))
-            continue
-        results[name] = {"run_dir": str(colorizer.run_dir), "image_size": colorizer.image_size,
-                         "config": colorizer.config, "metrics": report, "pred": pred}
-    return results, skipped
-
-
-# ---- figures ------------------------------------------------------------------------
-
-def _resize(images: np.ndarray, size: int) -> np.ndarray:
-    """(N, s, s, 3) uint8 -> (N, size, size, 3): a model trained at another size, shown in the same grid."""
-    if images.shape[1] == size:
-        return images
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in images])
-
-
-def header_row(names: list[str], cell: int, gap: int, height: int = 24) -> np.ndarray:
-    """(height, K*cell + (K-1)*gap, 3) uint8 white strip with each column's name centered over it."""
-    width = len(names) * cell + (len(names) - 1) * gap
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    try:
-        font = ImageFont.load_default(size=max(9, min(14, cell // 7)))
-    except (OSError, ImportError, TypeError):   # Pillow without FreeType: the fixed bitmap font
-        font = ImageFont.load_default()
-    for k, name in enumerate(names):
-        x0 = k * (cell + gap)
-        text_w = draw.textlength(name, font=font)
-        draw.text((x0 + max(0, (cell - text_w) / 2), height / 2), name, fill="black", font=font, anchor="lm")
-    return np.asarray(img)
-
-
-def comparison_grid(gray: np.ndarray, preds: dict[str, np.ndarray], original: np.ndarray,
-                    n: int = GRID_IMAGES, gap: int = 4) -> np.ndarray:
-    """uint8 grid, one row per image: [gray | each model | original], under a header row of column names.
-
-    gray, original and each prediction: (N, S, S, 3) uint8 of the same images; the first n are shown.
-    """
-    size = original.shape[1]
-    columns = [gray[:n]] + [_resize(p[:n], size) for p in preds.values()] + [original[:n]]
-    scale = max(1, round(GRID_CELL_PX / size))
-    body = make_grid(columns, scale=scale, gap=gap)   # gap counts before scaling
-    header = header_row(["gray"] + list(preds) + ["original"], size * scale, gap * scale)
-    return np.concatenate([header, body], axis=0)
-
-
-def curve_series(model: str, config: dict) -> list[tuple[str, list[tuple[str, list]]]]:
-    """The curves to plot for a run: [(axes title, [(legend, [(step, value), ...]), ...]), ...].
-
-    Fit models: loss (and MAE) per epoch, train and validation. The GAN: g_loss, d_loss and
-    d_acc per step. Empty when the run wrote no logs.
-    """
-    if not config.get("logs", True) or not Path(config.get("log_dir", "")).is_dir():
-        return []
-    import tblog
-
-    scalars = tblog.read_scalars(config["log_dir"])
-    train, val = scalars.get("train", {}), scalars.get("validation", {})
-    if get_spec(model).trainer == "gan":
-        # separate axes: g_loss includes the weighted L1 term and is ~100x d_loss
-        panels = [(title, [(tag, train[tag])] if tag in train else [])
-                  for title, tag in (("generator loss per step", "g_loss"),
-                                     ("discriminator loss per step", "d_loss"),
-                                     ("discriminator accuracy per step", "d_acc"))]
-    else:
-        panels = [(f"{what} per epoch", [(f"{part} {what}", s[f"epoch_{what}"])
-                                         for part, s in (("train", train), ("validation", val))
-                                         if f"epoch_{what}" in s])
-                  for what in ("loss", "mae")]
-    return [(title, series) for title, series in panels if series]
-
-
-def plot_curves(model: str, panels, path: Path) -> None:
-    """Write the panels of :func:`curve_series` side by side as a PNG (matplotlib, no display needed)."""
-    from matplotlib.figure import Figure   # the object API needs no pyplot state nor GUI backend
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(5 * len(panels), 3.5), layout="constrained")
-    for ax, (title, series) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
-        for label, points in series:
-            steps, values = zip(*points)
-            # markers: runs of one or two epochs would otherwise draw nothing visible
-            ax.plot(steps, values, marker="o" if len(points) < 30 else None, label=label)
-        ax.set_title(f"{model}: {title}")
-        ax.set_xlabel("step" if "step" in title else "epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # no epoch 1.2
-        if len({s for _, points in series for s, _ in points}) == 1:   # a single step: center it
-            only = series[0][1][0][0]
-            ax.set_xlim(only - 1, only + 1)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-
-
-# ---- the page -----------------------------------------------------------------------
-
-def _rel(path: str | Path, start: Path) -> str:
-    """path relative to start when it lies below it (links and readable run folders), else absolute."""
-    try:
-        return Path(path).resolve().relative_to(start.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _cell(key: str, value) -> str:
-    fmt = {k: f for k, _, f in evaluate.METRIC_ROWS}[key]
-    return "-" if value is None else fmt.format(value)
-
-
-def markdown(doc: dict, out_dir: Path) -> str:
-    """comparison.md from the comparison.json document; links are relative to out_dir."""
-    keys = [k for k, _, _ in evaluate.METRIC_ROWS]
-    labels = [label for _, label, _ in evaluate.METRIC_ROWS]
-    rows = {**{name: r["metrics"] for name, r in doc["models"].items()}, "gray baseline": doc["gray_baseline"]}
-    lines = [
-        "# Model comparison", "",
-        f"Data: {doc['data']['description']}, {doc['n_images']} images "
-        f"({doc['data']['image_size']} px). Written {doc['created']}.", "",
-        "| model | " + " | ".join(labels) + " |",
-        "|---|" + "---:|" * len(keys),
-    ]
-    for name, m in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_cell(k, m[k]) for k in keys) + " |")
-    capped = ", ".join(f"{name} {m['psnr_n_capped']}" for name, m in rows.items())
-    lines += ["", f"{metrics.PSNR_CAP_NOTE} (here: {capped}). Formulas in `metrics.py`. The gray baseline "
-              "keeps the lightness L and sets a = b = 0, i.e. does not colorize at all.", ""]
-
-    classes = [c for c in doc["gray_baseline"]["per_class"]]
-    if classes:
-        lines += ["## PSNR per class (dB)", "", "| class | " + " | ".join(rows) + " |",
-                  "|---|" + "---:|" * len(rows)]
-        for c in classes:
-            lines.append(f"| {c} | " + " | ".join(_cell("psnr", m["per_class"][c]["psnr"]) if c in m["per_class"]
-                                                  else "-" for m in rows.values()) + " |")
-        lines.append("")
-
-    lines += ["## Runs", ""]
-    for name, r in doc["models"].items():
-        lines.append(f"- {name}: `{_rel(r['run_dir'], runs.ROOT)}` ({r['image_size']} px)")
-    for name, reason in doc["skipped"].items():
-        lines.append(f"- {name}: skipped: {reason}")
-    lines += ["", "## Samples", "",
-              f"The first {doc['grid_images']} images, columns gray, " + ", ".join(doc["models"]) +
-              (", " if doc["models"] else "") + "original:", "",
-              f"![comparison grid]({_rel(doc['files']['grid'], out_dir)})", ""]
-    lines += ["## Training curves", ""]
-    for name in doc["models"]:
-        curve = doc["files"]["curves"].get(name)
-        lines.append(f"![{name} training curves]({_rel(curve, out_dir)})" if curve
-                     else f"- {name}: no training logs (run trained with --no-logs, or its log folder is gone)")
-    return "\n".join(lines) + "\n"
-
-
-def compare(models: list[str], load, runs_dir: Path, out_dir: Path, data_source: dict,
-            batch_size: int = 64) -> dict:
-    """Evaluate, draw and write everything; returns the comparison.json document."""
-    results, skipped = evaluate_models(models, runs_dir, load, batch_size)
-    # The baseline, the originals and the grid are at the first model's size (all 32 px in practice).
-    base: ImageSet = load(next(iter(results.values()))["image_size"] if results else 32)
-    gray = evaluate.gray_baseline(base.images)
-    fig_dir = out_dir / "comparison"
-    grid_path = fig_dir / "grid.png"
-    save_image(comparison_grid(gray, {n: r["pred"] for n, r in results.items()}, base.images), grid_path)
-
-    curves = {}
-    for name, r in results.items():
-        panels = curve_series(name, r["config"])
-        if panels:
-            curves[name] = str(fig_dir / f"curves-{name}.png")
-            plot_curves(name, panels, Path(curves[name]))
-
-    doc = {
-        "data": {**data_source, "description": base.description, "image_size": int(base.images.shape[1])},
-        "n_images": len(base),
-        "psnr_cap_db": metrics.PSNR_CAP_DB,
-        "psnr_cap_note": metrics.PSNR_CAP_NOTE,
-        "models": {n: {"run_dir": r["run_dir"], "image_size": r["image_size"], "metrics": r["metrics"]}
-                   for n, r in results.items()},
-        "gray_baseline": metrics.report(gray, base.images, base.labels),
-        "skipped": skipped,
-        "grid_images": min(GRID_IMAGES, len(base)),
-        "files": {"grid": str(grid_path), "curves": curves},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    evaluate.write_json(out_dir / "comparison.json", doc)
-    (out_dir / "comparison.md").write_text(markdown(doc, out_dir))
-    return doc
-
-
-def run_from_args(args) -> int:
-    """The comparison as asked on the command line (compare.py's or evaluate.py --compare's arguments)."""
-    models = model_list(args.models)
-    cache: dict[int, ImageSet] = {}
-
-    def load(size: int) -> ImageSet:
-        if size not in cache:
-            cache[size] = load_data(args.data, args.split, size, args.limit, kind="val", announce=not cache)
-        return cache[size]
-
-    path, split = evaluate.data_source(args)
-    doc = compare(models, load, Path(args.runs_dir), Path(args.out_dir),
-                  {"path": str(path), "split": split, "limit": args.limit}, args.batch_size)
-    print()
-    print(evaluate.metrics_table({**{n: r["metrics"] for n, r in doc["models"].items()},
-                                  "gray baseline": doc["gray_baseline"]}))
-    if not doc["models"]:
-        print(f"\nno model has a run under {args.runs_dir}: only the gray baseline was scored")
-    print(f"\nwrote {args.out_dir / 'comparison.md'} and {args.out_dir / 'comparison.json'}")
-    return 0
-
-
 def main(argv=None) -> int:
-    return run_from_args(parse_args(argv))
+    args = parse_args(argv)
+    doc = report.run(args.models, args.data, args.split, args.limit, args.runs_dir, args.out_dir, args.batch_size)
+    print(report.summary(doc, args.runs_dir, args.out_dir))
+    return 0
 
 
 if __name__ == "__main__":

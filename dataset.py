@@ -38,7 +38,7 @@ import keras
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-import colorspace
+from core import colorspace
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
@@ -256,6 +256,41 @@ def load_images(path: str | os.PathLike, split: str = "train", image_size: int =
 
 
 # ---- the generator -----------------------------------------------------------
+
+def relative(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (for messages)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def default_data(kind: str) -> tuple[Path, str]:
+    """(path, split) used when --data is not given: the downloaded CIFAR-10, else the bundled sample.
+
+    kind is "train" or "val"; for the download, validation is the official test batch.
+    """
+    if DEFAULT_DATA_DIR.exists():
+        return DEFAULT_DATA_DIR, "train" if kind == "train" else "test"
+    return SAMPLE_DIR / ("train" if kind == "train" else "val"), "train"
+
+
+def load_data(path: Path | None, split: str, image_size: int, limit: int | None, kind: str = "train",
+              announce: bool = True) -> ImageSet:
+    """The images at ``path`` (``split`` for batch folders), or the default data when ``path`` is None;
+    the first ``limit`` only. ``announce`` says so when the bundled sample stands in for CIFAR-10."""
+    if path is None:
+        path, split = default_data(kind)
+        if announce and path.is_relative_to(SAMPLE_DIR):
+            print(f"no --data given and {relative(DEFAULT_DATA_DIR)} not found: using the bundled sample "
+                  f"{relative(path)} (`python dataset.py download` fetches full CIFAR-10)")
+    data = load_images(path, split, image_size)
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"--limit must be positive, got {limit}")
+        data = data.subset(limit)
+    return data
+
 
 class CifarGenerator(keras.utils.PyDataset):
     """Batches for training and prediction, as the original's generator.

@@ -1,47 +1,28 @@
 """Score a trained model against the gray baseline: python evaluate.py -m unet
 
 Colorizes a data set (default: the validation data, as predict.py), computes PSNR, SSIM, MAE and
-colorfulness (see metrics.py for the formulas) for the model and for the trivial gray baseline
+colorfulness (see evaluation/metrics.py for the formulas) for the model and for the trivial gray baseline
 (a = b = 0) on the same images, prints both side by side and per class, and writes every
-figure to results/<model>/eval.json.
+figure to results/<model>/eval.json (the library: evaluation/scoring.py).
 
-    python evaluate.py --compare     # every model with a run: results/comparison.md (see compare.py)
+    python evaluate.py --compare     # every model with a run: results/comparison.md (evaluation/report.py)
 """
 from __future__ import annotations
 
 import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
-import colorspace
-import metrics
-import runs
-from cli import add_data_args, add_model_arg, load_data, run_main
-from dataset import ImageSet
-from inference import Colorizer
-from models import get_spec
-
-# (key in metrics.report, label, format): the rows of every table this tool and compare.py print.
-METRIC_ROWS = (
-    ("psnr", "PSNR, mean of per-image (dB)", "{:.2f}"),
-    ("psnr_pooled", "PSNR of pooled MSE (dB)", "{:.2f}"),
-    ("ssim", "SSIM", "{:.4f}"),
-    ("mae", "MAE (RGB in [0, 1])", "{:.4f}"),
-    ("colorfulness", "colorfulness", "{:.2f}"),
-    ("colorfulness_true", "colorfulness of originals", "{:.2f}"),
-    ("colorfulness_delta", "delta colorfulness", "{:+.2f}"),
-)
+from cli.errors import run_main
+from cli.options import add_compare_args, add_data_args, add_model_arg
+from core import runs
+from dataset import load_data
+from evaluation import metrics, report, scoring
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    import compare
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_arg(p, required=False)
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: the latest run of the model)")
@@ -50,7 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64, help="images per prediction batch (default: %(default)s)")
     p.add_argument("--compare", action="store_true",
                    help="evaluate the latest run of every model instead (same as `python compare.py`)")
-    compare.add_compare_args(p)
+    add_compare_args(p)
     args = p.parse_args(argv)
     if args.compare:
         if args.model or args.run_dir or args.out:
@@ -63,123 +44,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def gray_baseline(images: np.ndarray) -> np.ndarray:
-    """(N, S, S, 3) uint8 -> uint8 gray versions (L kept, a = b = 0): the score of not colorizing at all."""
-    return colorspace.to_uint8(colorspace.gray_rgb(images))
-
-
-def load_colorizer(model: str, run_dir: Path | None, runs_dir: Path = runs.RUNS_DIR) -> Colorizer:
-    """The model of ``run_dir`` (default: the latest run of ``model`` under ``runs_dir``), checked to be ``model``."""
-    spec = get_spec(model)
-    run_dir = Path(run_dir) if run_dir is not None else runs.latest_run(spec.name, Path(runs_dir))
-    colorizer = Colorizer.from_run(run_dir)
-    if colorizer.spec.name != spec.name:
-        raise runs.RunError(f"{run_dir} is a run of '{colorizer.spec.name}', not '{spec.name}'")
-    return colorizer
-
-
-def evaluate(colorizer: Colorizer, data: ImageSet, batch_size: int = 64) -> tuple[dict, np.ndarray]:
-    """(metrics.report of the model on data, its predictions (N, S, S, 3) uint8).
-
-    Raises inference.MissingLabelError for fusion_label on images without a class.
-    """
-    pred = metrics.as_uint8(colorizer.colorize(data.images, data.labels, batch_size=batch_size))
-    return metrics.report(pred, data.images, data.labels), pred
-
-
-def data_info(data: ImageSet, path: Path | None, split: str, limit: int | None) -> dict:
-    """What a result file says about its data (enough to recognise and reload it)."""
-    return {"description": data.description, "path": None if path is None else str(path), "split": split,
-            "limit": limit, "n_images": len(data), "image_size": int(data.images.shape[1]),
-            "fingerprint": data.fingerprint()}
-
-
-def data_source(args) -> tuple[Path, str]:
-    """(path, split) the data came from, the default resolved as cli.load_data resolves it."""
-    return (args.data, args.split) if args.data is not None else cli.default_data("val")
-
-
-def result_record(colorizer: Colorizer, data: ImageSet, data_source: dict, model_report: dict,
-                  gray_report: dict) -> dict:
-    """The JSON document of one evaluation."""
-    return {
-        "model": colorizer.spec.name,
-        "run_dir": str(colorizer.run_dir),
-        "image_size": colorizer.image_size,
-        "data": data_source,
-        "n_images": len(data),
-        "psnr_cap_db": metrics.PSNR_CAP_DB,
-        "psnr_cap_note": metrics.PSNR_CAP_NOTE,
-        "metrics": {"model": model_report, "gray_baseline": gray_report},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _fmt(fmt: str, value) -> str:
-    return "-" if value is None else fmt.format(value)
-
-
-def metrics_table(columns: dict[str, dict]) -> str:
-    """Plain-text table, one row per metric, one column per report ({column name: metrics.report})."""
-    names = list(columns)
-    width = max(len(label) for _, label, _ in METRIC_ROWS)
-    col_w = max(10, *(len(n) + 2 for n in names))
-    lines = ["".ljust(width) + "".join(n.rjust(col_w) for n in names)]
-    for key, label, fmt in METRIC_ROWS:
-        lines.append(label.ljust(width) + "".join(_fmt(fmt, columns[n].get(key)).rjust(col_w) for n in names))
-    return "\n".join(lines)
-
-
-def per_class_table(model_report: dict, gray_report: dict) -> str:
-    """Plain-text table, one row per class: n, PSNR (model, gray), SSIM (model), colorfulness (model, originals)."""
-    rows = [("class", "n", "PSNR", "PSNR gray", "SSIM", "SSIM gray", "CF", "CF true")]
-    for name, m in model_report["per_class"].items():
-        g = gray_report["per_class"][name]
-        rows.append((name, str(m["n_images"]), _fmt("{:.2f}", m["psnr"]), _fmt("{:.2f}", g["psnr"]),
-                     _fmt("{:.4f}", m["ssim"]), _fmt("{:.4f}", g["ssim"]), _fmt("{:.2f}", m["colorfulness"]),
-                     _fmt("{:.2f}", m["colorfulness_true"])))
-    widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
-    return "\n".join(r[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(r[1:], widths[1:])) for r in rows)
-
-
-def format_result(result: dict) -> str:
-    """The human-readable report of one evaluation (what main prints)."""
-    m, g = result["metrics"]["model"], result["metrics"]["gray_baseline"]
-    lines = [f"{result['model']} ({result['run_dir']}) on {result['data']['description']}: "
-             f"{result['n_images']} images, {result['image_size']} px", "",
-             metrics_table({result["model"]: m, "gray baseline": g})]
-    capped = m["psnr_n_capped"] + g["psnr_n_capped"]
-    if capped:
-        lines.append(f"({capped} image PSNR(s) capped at {metrics.PSNR_CAP_DB:g} dB: identical to the original)")
-    if m["per_class"]:
-        lines += ["", "per class (model unless marked gray):", per_class_table(m, g)]
-    else:
-        lines += ["", "per class: no class labels in this data"]
-    return "\n".join(lines)
-
-
-def write_json(path: Path, data: dict) -> None:
-    """JSON without NaN/Infinity tokens (allow_nan=False), which strict parsers reject."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.compare:
-        import compare
-        return compare.run_from_args(args)
-    colorizer = load_colorizer(args.model, args.run_dir, args.runs_dir)
+        doc = report.run(args.models, args.data, args.split, args.limit, args.runs_dir, args.out_dir, args.batch_size)
+        print(report.summary(doc, args.runs_dir, args.out_dir))
+        return 0
+    colorizer = scoring.load_colorizer(args.model, args.run_dir, args.runs_dir)
     data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
     print(f"evaluating {colorizer.run_dir} on {len(data)} images ({data.description})")
-    model_report, _ = evaluate(colorizer, data, args.batch_size)
-    gray_report = metrics.report(gray_baseline(data.images), data.images, data.labels)
-    result = result_record(colorizer, data, data_info(data, *data_source(args), args.limit),
-                           model_report, gray_report)
+    model_report, _ = scoring.evaluate(colorizer, data, args.batch_size)
+    gray_report = metrics.report(scoring.gray_baseline(data.images), data.images, data.labels)
+    result = scoring.result_record(colorizer, data, scoring.data_info(data, *scoring.data_source(args.data, args.split),
+                                                                      args.limit), model_report, gray_report)
     out = args.out or runs.ROOT / "results" / colorizer.spec.name / "eval.json"
-    write_json(out, result)
+    scoring.write_json(out, result)
     print()
-    print(format_result(result))
+    print(scoring.format_result(result))
     print(f"\nwrote {out}")
     return 0
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import runs
-from cli import add_data_args, add_model_arg, load_data, run_main
-from grids import prediction_grid, save_image
+from cli.errors import run_main
+from cli.options import add_data_args, add_model_arg
+from core import runs
+from core.grids import prediction_grid, save_image
+from dataset import load_data
 from inference import Colorizer
 from models import get_spec
 

@@ -7,14 +7,14 @@ Two variants, chosen by ``color_space``:
 * ``"lab"``: generator L_sym (B, S, S, 1) in [-1, 1] -> ab_sym (B, S, S, 2), tanh; the discriminator
   judges (ab, L). Encodings: ``colorspace.encode_lab_symmetric`` (CifarGenerator's ``"LAB_SYM"``).
 
-``build`` returns the three models of the original's manual training loop (see gan_training.py):
+``build`` returns the three models of the original's manual training loop (see gan_loop.py):
 
 * ``generator``: not compiled (it is trained through ``combined``).
 * ``discriminator``: inputs ``[image, condition]``, output the validity patch (B, S/16, S/16, 1);
   compiled with least-squares loss ("mse"), Adam(2e-4, 0.5) and accuracy (binary, threshold 0.5).
 * ``combined``: condition -> ``[validity of G(condition), G(condition)]``, losses mse + 100 * mae,
   trains the generator only: the training loop freezes the discriminator right before every
-  combined step (gan_training.set_discriminator_trainable; Keras 3 pitfalls 1 and 2).
+  combined step (gan_loop.set_discriminator_trainable; Keras 3 pitfalls 1 and 2).
 
 BatchNorm of the frozen discriminator during the generator step (Keras 3 pitfall 3)
 --------------------------------------------------------------------------------------

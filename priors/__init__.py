@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-import colorspace
+from core import colorspace
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = ROOT / "cache"

@@ -21,8 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import cli  # noqa: E402  (first, as in train.py)
-import distribute  # noqa: E402
+import cli  # noqa: E402, F401  (first, as in train.py)
+from cli.errors import run_main  # noqa: E402
+from training import distribute  # noqa: E402
 import train  # noqa: E402
 
 report: dict = {"shards": []}
@@ -51,7 +52,7 @@ distribute.worker_run_dir = worker_run_dir
 distribute.shard_batch = shard_batch
 
 if __name__ == "__main__":
-    code = cli.run_main(train.main, sys.argv[2:])
+    code = run_main(train.main, sys.argv[2:])
     report["exit"] = code
     report.setdefault("run_dir", None)
     Path(sys.argv[1]).write_text(json.dumps(report))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tblog
+from core import tblog
 from conftest import ROOT, SHARED
 
 BACKENDS = ("jax", "torch")
@@ -45,7 +45,8 @@ os.chdir(root)
 import keras
 import numpy as np
 
-import dataset, priors, runs
+import dataset, priors
+from core import runs
 from dataset import CifarGenerator
 from inference import Colorizer, data_color_space
 from models import MODEL_NAMES, build_model, get_spec
@@ -108,9 +109,9 @@ for name in MODEL_NAMES:
         built = build_model(name, **options)
         batch = CifarGenerator(data, 8, data_color_space(config), shuffle=False, prior=prior)[0]
         if spec.trainer == "gan":
-            import gan_training
+            from training import gan_loop
             g0, d0 = snapshot(built.generator), snapshot(built.discriminator)
-            losses = gan_training.train_step(built, *batch)          # (real color, gray condition)
+            losses = gan_loop.train_step(built, *batch)          # (real color, gray condition)
             r["loss"], r["d_loss"] = losses["g_loss"], losses["d_loss"]
             r["weights_changed"] = changed(g0, built.generator) and changed(d0, built.discriminator)
             network = built.generator
@@ -129,8 +130,8 @@ for name in MODEL_NAMES:
         run_dir.mkdir(parents=True)
         again = build_model(name, **options)
         if spec.trainer == "gan":
-            gan_training.save_checkpoint(built, run_dir, {"epoch": 1, "step": 1})
-            gan_training.restore_checkpoint(again, run_dir)
+            gan_loop.save_checkpoint(built, run_dir, {"epoch": 1, "step": 1})
+            gan_loop.restore_checkpoint(again, run_dir)
             r["optimizer_steps"] = int(keras.ops.convert_to_numpy(again.combined.optimizer.iterations))
             pairs = [(built.generator, again.generator), (built.discriminator, again.discriminator)]
         else:
@@ -214,9 +215,9 @@ def test_one_training_step_and_a_prediction(driver, model):
 
 
 def test_logging_does_not_load_tensorflow(backend, tmp_path):
-    """Where TensorFlow is installed too (CI), writing logs must not import it (tblog)."""
+    """Where TensorFlow is installed too (CI), writing logs must not import it (core/tblog.py)."""
     name, python = backend
-    code = ("import sys, keras, numpy as np, tblog; w = tblog.SummaryWriter(sys.argv[1]); "
+    code = ("import sys, keras, numpy as np; from core import tblog; w = tblog.SummaryWriter(sys.argv[1]); "
             "w.scalar('loss', 0.5, 1); w.image('img', np.zeros((4, 4, 3), np.uint8), 1); w.close(); "
             "print('TF_LOADED', 'tensorflow' in sys.modules)")
     result = run_backend(name, python, ["-c", code, str(tmp_path / "logs")])

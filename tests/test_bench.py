@@ -3,6 +3,8 @@ import keras
 import pytest
 
 import bench
+from benchmarks import backends, flops, report
+from benchmarks.settings import Row
 
 
 def tiny_model():
@@ -24,51 +26,51 @@ TINY_FLOPS = CONV_FLOPS + DENSE_FLOPS
 def test_layer_flops_by_hand():
     model = tiny_model()
     assert CONV_FLOPS == 144 and DENSE_FLOPS == 48
-    assert bench.layer_flops(model.get_layer("conv")) == CONV_FLOPS
-    assert bench.layer_flops(model.get_layer("dense")) == DENSE_FLOPS
-    assert bench.forward_flops(model) == TINY_FLOPS == 192
+    assert flops.layer_flops(model.get_layer("conv")) == CONV_FLOPS
+    assert flops.layer_flops(model.get_layer("dense")) == DENSE_FLOPS
+    assert flops.forward_flops(model) == TINY_FLOPS == 192
 
 
 def test_same_padding_counts_every_output_position():
     inputs = keras.Input((4, 4, 1))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(inputs))
-    assert bench.forward_flops(model) == 2 * (3 * 3 * 1 * 2) * (4 * 4)
+    assert flops.forward_flops(model) == 2 * (3 * 3 * 1 * 2) * (4 * 4)
 
 
 def test_nested_models_are_counted_once_through_their_layers():
     inner = tiny_model()
     inputs = keras.Input((4, 4, 1))
     outer = keras.Model(inputs, inner(inputs))
-    assert bench.forward_flops(outer) == TINY_FLOPS
+    assert flops.forward_flops(outer) == TINY_FLOPS
 
 
 def test_training_and_gan_conventions():
-    assert bench.training_flops(TINY_FLOPS) == 3 * 192
+    assert flops.training_flops(TINY_FLOPS) == 3 * 192
     # G fakes + 2 D steps of 3D + combined 3G + 2D = 4G + 8D
-    assert bench.gan_training_flops(generator=10, discriminator=1) == 10 + 6 + 30 + 2 == 4 * 10 + 8 * 1
+    assert flops.gan_training_flops(generator=10, discriminator=1) == 10 + 6 + 30 + 2 == 4 * 10 + 8 * 1
 
 
 def test_real_model_flops_match_the_unet_levels():
     from models import build_model
     model = build_model("unet")
     # first level: 4x4 conv, 1 -> 64 channels, stride 2 on 32x32 -> 16x16 positions
-    assert bench.layer_flops(model.get_layer("down1_conv")) == 2 * 4 * 4 * 1 * 64 * 16 * 16
-    assert bench.forward_flops(model) > 0
+    assert flops.layer_flops(model.get_layer("down1_conv")) == 2 * 4 * 4 * 1 * 64 * 16 * 16
+    assert flops.forward_flops(model) > 0
 
 
 def test_parse_cpu_model():
     text = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n"
-    assert bench.parse_cpu_model(text) == "AMD EPYC 7B13"
-    assert bench.parse_cpu_model("processor : 0\n") == "unknown"
+    assert report.parse_cpu_model(text) == "AMD EPYC 7B13"
+    assert report.parse_cpu_model("processor : 0\n") == "unknown"
 
 
 def test_parse_cpu_isa_names_the_vector_extensions_that_matter():
     avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
-    assert bench.parse_cpu_isa(avx2) == "avx2 fma"
+    assert report.parse_cpu_isa(avx2) == "avx2 fma"
     zen5 = "flags\t: avx2 fma avx512f avx512dq avx512_vnni avx512_bf16 avx512_vp2intersect\n"
-    assert bench.parse_cpu_isa(zen5) == "avx2 fma avx512f avx512_vnni avx512_bf16"
-    assert bench.parse_cpu_isa("flags\t: sse2\n") == "no AVX2"
-    assert bench.parse_cpu_isa("processor : 0\n") == "unknown"
+    assert report.parse_cpu_isa(zen5) == "avx2 fma avx512f avx512_vnni avx512_bf16"
+    assert report.parse_cpu_isa("flags\t: sse2\n") == "no AVX2"
+    assert report.parse_cpu_isa("processor : 0\n") == "unknown"
 
 
 INFO = {"cpu": "Test CPU", "isa": "avx2 fma", "onednn": "1", "cores": 2, "usable_cores": 2, "tensorflow": "2.0",
@@ -77,12 +79,12 @@ INFO = {"cpu": "Test CPU", "isa": "avx2 fma", "onednn": "1", "cores": 2, "usable
 
 
 def rows(n=2):
-    return [bench.Row("train", f"model{i}", "batch 32, XLA off", f"{i + 1}.0 img/s", 12.5, 40.0, "a | b")
+    return [Row("train", f"model{i}", "batch 32, XLA off", f"{i + 1}.0 img/s", 12.5, 40.0, "a | b")
             for i in range(n)]
 
 
 def test_table_format():
-    table = bench.render_table(rows(3)).splitlines()
+    table = report.render_table(rows(3)).splitlines()
     assert table[0] == "| section | item | setting | result | GFLOP/s | % peak | notes |"
     assert len(table) == 2 + 3
     # the same number of cells in every line; a '|' inside a cell is escaped
@@ -91,67 +93,67 @@ def test_table_format():
 
 
 def test_section_header():
-    text = bench.render_section(INFO, "python bench.py --quick", "quick", rows())
+    text = report.render_section(INFO, "python bench.py --quick", "quick", rows())
     assert text.startswith("## 2024-01-02 03:04:05 UTC: quick run, tensorflow backend\n")
     for needle in ("`python bench.py --quick`", "Test CPU (avx2 fma), 2 cores (2 usable); TF_ENABLE_ONEDNN_OPTS=1", "TensorFlow 2.0, Keras 3.0, NumPy 2.0",
                    "backend tensorflow", "random weights"):
         assert needle in text
     assert "busy" not in text and "incomplete" not in text
-    busy = bench.render_section({**INFO, "load": 3.0}, "c", "quick", rows(), done=False)
+    busy = report.render_section({**INFO, "load": 3.0}, "c", "quick", rows(), done=False)
     assert "busy machine" in busy and "incomplete" in busy
 
 
 def test_writer_creates_updates_and_appends(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
-    first = bench.render_section(INFO, "python bench.py", "full", rows(1), done=False)
-    bench.update_benchmarks(out, "run-1", first)
+    first = report.render_section(INFO, "python bench.py", "full", rows(1), done=False)
+    report.update_benchmarks(out, "run-1", first)
     text = out.read_text()
-    assert text.startswith(bench.PREAMBLE)
+    assert text.startswith(report.PREAMBLE)
     assert text.count("<!-- bench run run-1 -->") == 1 and "model0" in text
 
     # the same run, more rows: its section is replaced, not repeated
-    second = bench.render_section(INFO, "python bench.py", "full", rows(2))
-    bench.update_benchmarks(out, "run-1", second)
+    second = report.render_section(INFO, "python bench.py", "full", rows(2))
+    report.update_benchmarks(out, "run-1", second)
     text = out.read_text()
     assert text.count("<!-- bench run run-1 -->") == 1 and text.count("## ") == 1
     assert "model1" in text and "incomplete" not in text
 
     # another run: a new section after the first, the preamble once
-    bench.update_benchmarks(out, "run-2", bench.render_section(INFO, "python bench.py --quick", "quick", rows(1)))
+    report.update_benchmarks(out, "run-2", report.render_section(INFO, "python bench.py --quick", "quick", rows(1)))
     text = out.read_text()
-    assert text.count(bench.PREAMBLE) == 1
+    assert text.count(report.PREAMBLE) == 1
     assert text.index("<!-- bench run run-1 -->") < text.index("<!-- bench run run-2 -->")
     assert text.count("## ") == 2
 
 
 def test_writer_is_idempotent(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
-    bench.update_benchmarks(out, "a", "## A\n\nfirst\n")
-    bench.update_benchmarks(out, "b", "## B\n\nsecond\n")
+    report.update_benchmarks(out, "a", "## A\n\nfirst\n")
+    report.update_benchmarks(out, "b", "## B\n\nsecond\n")
     snapshot = out.read_text()
     for _ in range(2):
-        bench.update_benchmarks(out, "a", "## A\n\nfirst\n")
-        bench.update_benchmarks(out, "b", "## B\n\nsecond\n")
+        report.update_benchmarks(out, "a", "## A\n\nfirst\n")
+        report.update_benchmarks(out, "b", "## B\n\nsecond\n")
         assert out.read_text() == snapshot
     # updating the first section leaves the second one as it was
-    bench.update_benchmarks(out, "a", "## A\n\nchanged\n")
+    report.update_benchmarks(out, "a", "## A\n\nchanged\n")
     assert out.read_text() == snapshot.replace("first", "changed")
 
 
 def test_writer_keeps_existing_text(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     out.write_text("# My notes\n\nhand-written\n")
-    bench.update_benchmarks(out, "x", "## X\n")
+    report.update_benchmarks(out, "x", "## X\n")
     text = out.read_text()
     assert text.startswith("# My notes\n\nhand-written\n\n<!-- bench run x -->\n## X\n")
 
 
 @pytest.mark.parametrize("value, expected", [("tensorflow,jax", ("tensorflow", "jax")), ("torch", ("torch",))])
 def test_backend_list(value, expected):
-    assert bench._csv(bench.BACKENDS)(value) == expected
+    assert bench._csv(backends.BACKENDS)(value) == expected
 
 
 def test_backend_list_rejects_unknown():
     import argparse
     with pytest.raises(argparse.ArgumentTypeError, match="unknown mxnet"):
-        bench._csv(bench.BACKENDS)("tensorflow,mxnet")
+        bench._csv(backends.BACKENDS)("tensorflow,mxnet")

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 import colorize
-import colorspace
+from inference import photos
+from core import colorspace
 from conftest import ROOT, SAMPLE
 
 
@@ -85,15 +86,15 @@ def test_colorize_keeps_size_and_lightness_and_reports_bad_files(unet_run, input
         assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 2           # and it has color
         pair = np.asarray(Image.open(out / f"{stem}-compare.png"))
         w, h = source.size
-        assert pair.shape == (h, 2 * w + colorize.COMPARE_GAP, 3)
-        assert (pair[:, w + colorize.COMPARE_GAP:] == np.asarray(colored)).all()   # right: colorized
+        assert pair.shape == (h, 2 * w + photos.COMPARE_GAP, 3)
+        assert (pair[:, w + photos.COMPARE_GAP:] == np.asarray(colored)).all()   # right: colorized
         left = pair[:, :w].astype(int)
         assert (left[..., 0] == left[..., 1]).all()                    # left: the gray input
     assert not (out / "broken").exists()                               # nothing written for bad files
 
 
 def test_fusion_label_without_label_is_a_one_line_usage_error(inputs, capsys):
-    import cli
+    from cli import errors as cli
 
     assert cli.run_main(colorize.main, ["-m", "fusion_label", str(inputs / "color.png")]) == 2
     err = capsys.readouterr().err.strip()
@@ -106,15 +107,15 @@ def test_fusion_label_without_label_is_a_one_line_usage_error(inputs, capsys):
 # ---- bad inputs ------------------------------------------------------------------------
 
 def test_huge_images_are_refused_before_decoding(tmp_path, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", colorize.MAX_PIXELS)   # as main sets it
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", photos.MAX_PIXELS)   # as main sets it
     over = tmp_path / "over.png"
     over.write_bytes(png_header_only(8000, 6000))            # 48 MP: above our limit, below Pillow's
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header_only(100_000, 100_000))      # 10 gigapixels in ~100 bytes
-    with pytest.raises(colorize.InputError, match=r"over.png: 8000x6000 is 48.0 megapixels, above the limit"):
-        colorize.read_full(over)
-    with pytest.raises(colorize.InputError, match=r"bomb.png: refused, too many pixels"):
-        colorize.read_small_gray(bomb, 32)
+    with pytest.raises(photos.InputError, match=r"over.png: 8000x6000 is 48.0 megapixels, above the limit"):
+        photos.read_full(over)
+    with pytest.raises(photos.InputError, match=r"bomb.png: refused, too many pixels"):
+        photos.read_small_gray(bomb, 32)
 
 
 def test_collect_jobs_reports_missing_and_empty_and_keeps_names_unique(tmp_path):
@@ -124,21 +125,21 @@ def test_collect_jobs_reports_missing_and_empty_and_keeps_names_unique(tmp_path)
     for path in (a / "x.png", b / "x.jpg", a / "deep" / "y.png"):
         Image.new("RGB", (8, 8)).save(path)
     out = tmp_path / "out"
-    jobs, errors = colorize.collect_jobs([a / "x.png", b / "x.jpg", a, tmp_path / "missing.png", empty], out)
+    jobs, errors = photos.collect_jobs([a / "x.png", b / "x.jpg", a, tmp_path / "missing.png", empty], out)
     assert errors == [f"{tmp_path / 'missing.png'}: no such file or folder",
                       f"{empty}: no image files (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) in this folder"]
     # a/x.png given twice (alone and in its folder) is done once; b/x.jpg must not overwrite it
     assert [(j.source, j.out) for j in jobs] == [(a / "x.png", out / "x.png"), (b / "x.jpg", out / "x-2.png"),
                                                  (a / "deep" / "y.png", out / "deep" / "y.png")]
     # writing next to the inputs never overwrites an input PNG
-    jobs, _ = colorize.collect_jobs([a / "x.png"], a)
+    jobs, _ = photos.collect_jobs([a / "x.png"], a)
     assert jobs[0].out == a / "x-2.png"
 
 
 def test_one_bad_file_does_not_stop_the_others(inputs, tmp_path, capsys):
-    jobs, _ = colorize.collect_jobs([inputs], tmp_path / "out")
+    jobs, _ = photos.collect_jobs([inputs], tmp_path / "out")
     fake = FakeColorizer()
-    n_done, errors = colorize.colorize_files(fake, jobs, label=None, compare=False)
+    n_done, errors = photos.colorize_files(fake, jobs, label=None, compare=False)
     assert n_done == 2 and len(errors) == 2
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["color.png", "gray.png"]
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
@@ -150,7 +151,7 @@ def test_one_bad_file_does_not_stop_the_others(inputs, tmp_path, capsys):
 def test_predicted_chroma_is_taken_from_rgb_output_and_labels_passed():
     fake = FakeColorizer(rgb=(0.2, 0.6, 0.3))
     small = np.full((3, 32, 32, 3), 90, np.uint8)
-    ab = colorize.predict_ab(fake, small, label=4)
+    ab = photos.predict_ab(fake, small, label=4)
     expected = colorspace.rgb_to_lab(np.array([0.2, 0.6, 0.3], np.float32))[1:]
     np.testing.assert_allclose(ab, np.broadcast_to(expected, (3, 32, 32, 2)), atol=1e-4)
     np.testing.assert_array_equal(fake.labels[0], [4, 4, 4])
@@ -162,9 +163,9 @@ def test_recombine_in_strips_equals_one_pass_and_keeps_lightness(monkeypatch):
     ab_small = np.empty((32, 32, 2), np.float32)
     ab_small[..., 0] = np.linspace(-90, 90, 32)[None, :]         # far outside sRGB at many lightnesses
     ab_small[..., 1] = np.linspace(90, -90, 32)[:, None]
-    whole, _ = colorize.recombine(rgb, ab_small)
-    monkeypatch.setattr(colorize, "STRIP_PIXELS", 500)           # strips of 3 rows
-    strips, gray = colorize.recombine(rgb, ab_small, with_gray=True)
+    whole, _ = photos.recombine(rgb, ab_small)
+    monkeypatch.setattr(photos, "STRIP_PIXELS", 500)           # strips of 3 rows
+    strips, gray = photos.recombine(rgb, ab_small, with_gray=True)
     assert whole.shape == rgb.shape
     assert np.abs(whole.astype(int) - strips).max() <= 1         # float rounding may flip a last bit
     assert np.abs(lightness(strips) - lightness(rgb)).max() < 1.0
@@ -174,11 +175,11 @@ def test_recombine_in_strips_equals_one_pass_and_keeps_lightness(monkeypatch):
 def test_fit_gamut_keeps_lightness_and_hue_and_leaves_sRGB_colors_alone():
     rng = np.random.default_rng(3)
     real = colorspace.rgb_to_lab(rng.integers(0, 256, (1000, 3), dtype=np.uint8))
-    assert colorize.in_gamut(real).all()
-    np.testing.assert_array_equal(colorize.fit_gamut(real), real)
+    assert photos.in_gamut(real).all()
+    np.testing.assert_array_equal(photos.fit_gamut(real), real)
     wild = np.array([[50, 120, -120], [95, -80, 80], [5, 60, 60], [100, 0, 0], [0, 0, 0]], np.float32)
-    fitted = colorize.fit_gamut(wild)
-    assert colorize.in_gamut(fitted).all()
+    fitted = photos.fit_gamut(wild)
+    assert photos.in_gamut(fitted).all()
     np.testing.assert_array_equal(fitted[:, 0], wild[:, 0])     # L untouched
     np.testing.assert_allclose(fitted[:3, 1] * wild[:3, 2], fitted[:3, 2] * wild[:3, 1], atol=1e-3)   # same hue
     back = colorspace.rgb_to_lab(colorspace.lab_to_rgb(fitted))

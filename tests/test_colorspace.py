@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import skimage.color
 
-import colorspace as cs
+from core import colorspace as cs
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import colorspace
+from core import colorspace
 import dataset
 from dataset import CifarGenerator, DataError, load_images, parse_label
 from conftest import ROOT, SAMPLE, SHARED

@@ -1,4 +1,4 @@
-"""train.py --strategy (distribute.py): two MultiWorkerMirroredStrategy workers on localhost.
+"""train.py --strategy (training/distribute.py): two MultiWorkerMirroredStrategy workers on localhost.
 
 ``test_two_workers_match_one_process`` runs, for the U-Net (``model.fit``) and the GAN (the manual
 ``train_on_batch`` loop), three processes at once on the CPU: two workers of a localhost cluster
@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import distribute
-import tblog
+from training import distribute
+from core import tblog
 from conftest import ROOT, SAMPLE
 
 LOSS_RTOL = 1e-4
@@ -91,7 +91,7 @@ def test_no_strategy_changes_nothing():
 
 def test_distribute_imports_no_tensorflow_at_module_level():
     """The project runs on JAX and PyTorch too: TensorFlow is imported inside functions only."""
-    tree = ast.parse((ROOT / "distribute.py").read_text())
+    tree = ast.parse((ROOT / "training" / "distribute.py").read_text())
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = [a.name for n in top for a in n.names] + [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
     assert "tensorflow" not in {n.split(".")[0] for n in names}
@@ -100,9 +100,10 @@ def test_distribute_imports_no_tensorflow_at_module_level():
 def test_strategy_on_another_backend_is_a_one_line_error(monkeypatch, capsys):
     import keras
     import train
+    from cli.errors import run_main
 
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    assert train.main(["-m", "unet", "--strategy", "mirrored"]) == 2
+    assert run_main(train.main, ["-m", "unet", "--strategy", "mirrored"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --strategy mirrored needs the TensorFlow backend") and "\n" not in err
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tblog
+from core import tblog
 from conftest import ROOT, run_script as run
 
 

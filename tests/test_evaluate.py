@@ -42,7 +42,7 @@ def test_evaluate_writes_every_figure_and_prints_the_table(unet_run, tmp_path):
 
 
 def test_evaluate_errors_are_one_line(tmp_path, capsys):
-    import cli
+    from cli import errors as cli
     import evaluate
 
     assert cli.run_main(evaluate.main, ["-m", "unet", "--runs-dir", str(tmp_path)]) == 2
@@ -56,10 +56,10 @@ def test_evaluate_errors_are_one_line(tmp_path, capsys):
 
 
 def test_gray_baseline_keeps_lightness_and_drops_color(sample_val):
-    import colorspace
-    import evaluate
+    from core import colorspace
+    from evaluation import scoring
 
-    gray = evaluate.gray_baseline(sample_val.images[:4])
+    gray = scoring.gray_baseline(sample_val.images[:4])
     assert gray.dtype == np.uint8 and gray.shape == (4, 32, 32, 3)
     assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
     diff = colorspace.rgb_to_lab(gray)[..., 0] - colorspace.rgb_to_lab(sample_val.images[:4])[..., 0]

@@ -1,4 +1,4 @@
-"""The GAN (models/gan.py) and its manual training loop (gan_training.py), incl. Keras 3 pitfalls 1-3."""
+"""The GAN (models/gan.py) and its manual training loop (gan_loop.py), incl. Keras 3 pitfalls 1-3."""
 import io
 import json
 
@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import gan_training
-import runs
-import tblog
+from training import gan_loop
+from core import runs
+from core import tblog
 from conftest import SAMPLE, run_script as run
 from dataset import CifarGenerator, load_images
 from inference import Colorizer
 from models import build_model
-from trainer import SampleBatch
+from training.fit import SampleBatch
 
 BATCH = 8
 
@@ -76,7 +76,7 @@ def test_models_have_the_original_shapes(rgb):
 
 def test_one_step_trains_both_networks(rgb, batch):
     g0, d0 = weights(rgb.generator), weights(rgb.discriminator)
-    losses = gan_training.train_step(rgb, *batch)
+    losses = gan_loop.train_step(rgb, *batch)
     assert set(losses) == {"g_loss", "g_adv", "g_l1", "d_loss", "d_acc"}
     assert all(np.isfinite(v) for v in losses.values()), losses
     assert 0.0 <= losses["d_acc"] <= 1.0
@@ -94,23 +94,23 @@ def test_discriminator_is_frozen_in_the_generator_step(rgb, batch):
     real, condition = batch
     valid = np.ones((len(real), *rgb.patch_shape), np.float32)
     g0, d0 = weights(rgb.generator), weights(rgb.discriminator)
-    gan_training.set_discriminator_trainable(rgb, False)
+    gan_loop.set_discriminator_trainable(rgb, False)
     rgb.combined.train_on_batch(condition, [valid, real])
     assert not any(changed(d0, weights(rgb.discriminator)))   # incl. BN moving stats (pitfall 3)
     assert any(changed(g0, weights(rgb.generator)))
 
     d1 = weights(rgb.discriminator)
-    gan_training.set_discriminator_trainable(rgb, True)
+    gan_loop.set_discriminator_trainable(rgb, True)
     rgb.discriminator.train_on_batch([real, condition], valid)
     assert all(changed(d1, weights(rgb.discriminator)))
-    gan_training.set_discriminator_trainable(rgb, False)
+    gan_loop.set_discriminator_trainable(rgb, False)
 
 
 def test_frozen_discriminator_batchnorm_runs_in_inference_mode(rgb, batch):
     """Pitfall 3: the port keeps Keras 3's behaviour (moving statistics, no update) in the G step."""
     real, condition = batch
     fake = rgb.generator.predict_on_batch(condition)
-    gan_training.set_discriminator_trainable(rgb, False)
+    gan_loop.set_discriminator_trainable(rgb, False)
     stats = bn_moving_stats(rgb.discriminator)
     train_mode = np.asarray(rgb.discriminator([fake, condition], training=True))
     infer_mode = np.asarray(rgb.discriminator([fake, condition], training=False))
@@ -122,9 +122,9 @@ def test_frozen_discriminator_batchnorm_runs_in_inference_mode(rgb, batch):
                                np.asarray(rgb.discriminator([np.asarray(generated), condition], training=False)),
                                rtol=1e-5, atol=1e-6)
     # ... while a trainable D normalizes with the batch statistics (so the check above means something)
-    gan_training.set_discriminator_trainable(rgb, True)
+    gan_loop.set_discriminator_trainable(rgb, True)
     batch_mode = np.asarray(rgb.discriminator([fake, condition], training=True))
-    gan_training.set_discriminator_trainable(rgb, False)
+    gan_loop.set_discriminator_trainable(rgb, False)
     assert not np.allclose(batch_mode, infer_mode, atol=1e-3)
 
 
@@ -135,7 +135,7 @@ def test_validity_matches_the_target_for_full_and_partial_batches(rgb, images):
         real, condition = gen[i]
         out = rgb.discriminator.predict_on_batch([real, condition])
         assert out.shape == (len(real), *rgb.patch_shape)
-    losses = gan_training.train_step(rgb, *gen[1])   # targets sized from the smaller last batch
+    losses = gan_loop.train_step(rgb, *gen[1])   # targets sized from the smaller last batch
     assert all(np.isfinite(v) for v in losses.values())
 
 
@@ -144,7 +144,7 @@ def test_checkpoint_and_resume(rgb, images, tmp_path):
     config = make_config(run_dir)                                 # 16 images, batch 8: 2 steps per epoch
     samples = SampleBatch.take(images, None, n=4)
     writer = tblog.SummaryWriter(config["log_dir"])
-    assert gan_training.train(rgb, config, run_dir, images, samples, writer, {"epoch": 0, "step": 0}) == 1
+    assert gan_loop.train(rgb, config, run_dir, images, samples, writer, {"epoch": 0, "step": 0}) == 1
     writer.close()
     assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 1, "step": 2}
     for name in ("generator.weights.h5", "discriminator.weights.h5", "combined.optimizer.npz", "summary.txt",
@@ -160,7 +160,7 @@ def test_checkpoint_and_resume(rgb, images, tmp_path):
 
     # a fresh build restores G, D (with its optimizer) and the combined optimizer
     fresh = build_model("gan", image_size=32, color_space="rgb")
-    state = gan_training.restore_checkpoint(fresh, run_dir)
+    state = gan_loop.restore_checkpoint(fresh, run_dir)
     assert state == {"epoch": 1, "step": 2}
     for a, b in ((fresh.generator, rgb.generator), (fresh.discriminator, rgb.discriminator)):
         assert not any(changed(weights(a), weights(b)))
@@ -173,7 +173,7 @@ def test_checkpoint_and_resume(rgb, images, tmp_path):
     # resume: continues from epoch 1 and global step 2
     config["epochs"] = 2
     writer = tblog.SummaryWriter(config["log_dir"])
-    assert gan_training.train(fresh, config, run_dir, images, samples, writer, state) == 2
+    assert gan_loop.train(fresh, config, run_dir, images, samples, writer, state) == 2
     writer.close()
     assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 2, "step": 4}
     scalars = tblog.read_scalars(config["log_dir"])["train"]
@@ -186,7 +186,7 @@ def test_checkpoint_and_resume(rgb, images, tmp_path):
 def test_ctrl_c_saves_a_checkpoint_and_resume_keeps_counting(rgb, images, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     config = make_config(run_dir, sample_every=0)
-    real_step, calls = gan_training.train_step, []
+    real_step, calls = gan_loop.train_step, []
 
     def interrupted_on_second_step(*args):
         calls.append(1)
@@ -194,15 +194,15 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_keeps_counting(rgb, images, tmp_pa
             raise KeyboardInterrupt
         return real_step(*args)
 
-    monkeypatch.setattr(gan_training, "train_step", interrupted_on_second_step)
+    monkeypatch.setattr(gan_loop, "train_step", interrupted_on_second_step)
     samples = SampleBatch.take(images, None, n=2)
     with pytest.raises(KeyboardInterrupt):
-        gan_training.train(rgb, config, run_dir, images, samples, None, {"epoch": 0, "step": 0})
+        gan_loop.train(rgb, config, run_dir, images, samples, None, {"epoch": 0, "step": 0})
     assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 0, "step": 1, "interrupted": True}
     assert runs.weights_file(run_dir, "generator").exists()
 
-    monkeypatch.setattr(gan_training, "train_step", real_step)
-    assert gan_training.train(rgb, config, run_dir, images, samples, None, runs.load_state(run_dir)) == 1
+    monkeypatch.setattr(gan_loop, "train_step", real_step)
+    assert gan_loop.train(rgb, config, run_dir, images, samples, None, runs.load_state(run_dir)) == 1
     assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 1, "step": 3}   # epoch 1 redone
 
 
@@ -215,7 +215,7 @@ def test_lab_variant(images):
     ab, l_sym = CifarGenerator(images, BATCH, "LAB_SYM", shuffle=False)[0]
     assert ab.shape == (BATCH, 32, 32, 2) and l_sym.shape == (BATCH, 32, 32, 1)
     g0, d0 = weights(lab.generator), weights(lab.discriminator)
-    losses = gan_training.train_step(lab, ab, l_sym)
+    losses = gan_loop.train_step(lab, ab, l_sym)
     assert all(np.isfinite(v) for v in losses.values()), losses
     assert any(changed(g0, weights(lab.generator))) and any(changed(d0, weights(lab.discriminator)))
     colorized = Colorizer(make_config_dict("lab"), lab.generator).colorize(images.images[:4])
@@ -233,7 +233,7 @@ def test_bad_color_space_is_refused():
 
 def test_progress_lines_without_a_terminal():
     out = io.StringIO()
-    progress = gan_training.Progress(out)
+    progress = gan_loop.Progress(out)
     losses = {"g_loss": 1.0, "g_l1": 0.01, "d_loss": 0.25, "d_acc": 0.5}
     for i in range(1, 26):
         progress.update(1, 5, i, 25, losses, 100.0)
@@ -248,7 +248,7 @@ def test_progress_rewrites_one_line_on_a_terminal():
             return True
 
     out = Terminal()
-    progress = gan_training.Progress(out)
+    progress = gan_loop.Progress(out)
     for i, g in enumerate((100.0, 1.0, 1.0), start=1):
         progress.update(1, 5, i, 3, {"g_loss": g, "g_l1": 0.01, "d_loss": 0.25, "d_acc": 0.5}, 10.0)
     text = out.getvalue()

@@ -1,11 +1,11 @@
-"""metrics.py against values worked out by hand."""
+"""evaluation/metrics.py against values worked out by hand."""
 import math
 import warnings
 
 import numpy as np
 import pytest
 
-import metrics
+from evaluation import metrics
 
 
 def two_images():

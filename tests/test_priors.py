@@ -48,7 +48,7 @@ def test_prior_is_computed_in_batches_and_matches_one_by_one(tmp_path, sample_va
 
 
 def test_backbone_sees_the_gray_image_resized_and_normalized(monkeypatch, tmp_path, sample_val):
-    import colorspace
+    from core import colorspace
     from priors.efficientnet_lite0 import IMAGENET_MEAN, IMAGENET_STD
     seen = []
 

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-import gan_training
+from training import gan_loop
 from conftest import run_script as run
 from models import MODEL_NAMES, PRECISIONS, REGISTRY, build_model, dtype_policy, set_jit
 from test_models import EXPECTED, fixed_batch
@@ -66,7 +66,7 @@ def test_gan_trains_in_mixed_bfloat16():
     rng = np.random.default_rng(0)
     real = rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
     condition = np.repeat(real.mean(axis=-1, keepdims=True), 3, axis=-1)
-    logs = [gan_training.train_step(gan, real, condition) for _ in range(2)]
+    logs = [gan_loop.train_step(gan, real, condition) for _ in range(2)]
     assert all(np.isfinite(v) for step in logs for v in step.values()), logs
     assert 0.0 <= logs[-1]["d_acc"] <= 1.0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import colorspace
+from core import colorspace
 
 
 def make_grid(columns: list[np.ndarray], scale: int = 1, gap: int = 0) -> np.ndarray:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-import distribute
-import runs
+from core import runs
+from core.grids import save_image
 from dataset import CifarGenerator
-from grids import save_image
 from inference import Colorizer, data_color_space
+from training import distribute
 
 SAMPLE_TAG = "samples [gray | generated | original]"
 COMBINED_OPTIMIZER_FILE = "combined.optimizer.npz"

@@ -12,10 +12,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import runs
-from grids import prediction_grid, save_image
+from core import runs
+from core.grids import prediction_grid, save_image
+from core.tblog import SummaryWriter
 from inference import Colorizer
-from tblog import SummaryWriter
 
 
 class SampleBatch:

@@ -16,12 +16,14 @@ read with ``allow_pickle=False``.
 from __future__ import annotations
 
 import json
+import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]   # the repository
 RUNS_DIR = ROOT / "runs"
 LOGS_DIR = ROOT / "logs"
 
@@ -53,6 +55,22 @@ def latest_run(model: str, runs_dir: Path = RUNS_DIR) -> Path:
         raise RunError(f"no run of '{model}' under {runs_dir / model}; train one with "
                        f"`python train.py -m {model}` or pass --run-dir")
     return max(candidates, key=lambda p: ((p / "config.json").stat().st_mtime, p.name))
+
+
+def versions() -> dict:
+    """Versions of Python, Keras, NumPy and the framework that ran, for config.json."""
+    import keras
+    import numpy
+    out = {"python": platform.python_version(), "keras": keras.__version__, "numpy": numpy.__version__,
+           "backend": keras.backend.backend()}
+    # The frameworks this process has loaded (Keras imports its backend's): importing TensorFlow here
+    # would load a second framework into a JAX or PyTorch run (seconds, and its own CUDA libraries)
+    # and record a version that did not run.
+    for name in ("tensorflow", "jax", "torch"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "__version__"):
+            out[name] = module.__version__
+    return out
 
 
 def log_dir(config: dict) -> Path:

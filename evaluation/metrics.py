@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import colorspace
+from core import colorspace
 
 PSNR_CAP_DB = 100.0
 PSNR_CAP_NOTE = (f"PSNR is capped at {PSNR_CAP_DB:g} dB: identical images (MSE 0, PSNR infinite) and any "

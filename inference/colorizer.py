@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-import colorspace
-import distribute
-import runs
+from core import colorspace, runs
+from core.replicas import model_replicas
 from dataset import CLASS_NAMES, one_hot
 from models import build_model, dtype_policy, get_spec
 
@@ -85,7 +84,7 @@ class Colorizer:
         return colorspace.decode_lab(x, ab)
 
     def _predict(self, inputs, batch_size: int) -> np.ndarray:
-        if distribute.model_replicas(self.network) > 1:
+        if model_replicas(self.network) > 1:
             # train.py --strategy: predict_on_batch would give every replica the whole batch and return
             # it once per replica (Keras 3 pitfall 6); predict splits it between them and reassembles it.
             return np.asarray(self.network.predict(inputs, batch_size=batch_size, verbose=0))

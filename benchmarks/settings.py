@@ -1,0 +1,82 @@
+"""What the benchmark's sections share: presets, the context of a run, result rows, progress lines."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much to measure; FULL by default, QUICK with --quick, SMOKE to test the script itself."""
+    name: str
+    batch_sizes: tuple[int, ...]        # training batch sizes, timed with XLA off
+    jit_batch_sizes: tuple[int, ...]    # those also timed with XLA on
+    warmup: int                         # steps before timing (the first one traces/compiles)
+    windows: int                        # timed windows; the median is reported
+    window_s: float                     # a window runs at least this long (at least one step)
+    png_images: int                     # data section: 32x32 PNGs
+    jpeg_images: int                    # data section: 256x256 JPEGs
+    colorize_repeats: int
+    fusion_images: int = 1000           # fusion_epochs section: images per epoch
+    default_batch: int = 32             # the project's default (train.py --batch-size)
+    predict_batch: int = 64
+    prior_batch: int = 32
+    matmul_n: int = 2048
+    matmul_repeats: int = 5
+    epochs: int = 10
+    jpeg_size: int = 256
+    photo_sizes: tuple[tuple[int, int], ...] = ((1024, 1024), (4000, 3000))
+
+    def describe(self) -> str:
+        """One line for the report."""
+        batches = ", ".join(map(str, self.batch_sizes))
+        jit = ", ".join(map(str, self.jit_batch_sizes))
+        return (f"{self.name}: train batch sizes {batches} (XLA also at {jit}); {self.warmup} warm-up step(s), "
+                f"median of {self.windows} windows of >= {self.window_s:g} s (>= 1 step); predict batch "
+                f"{self.predict_batch}; prior batch {self.prior_batch}; data {self.png_images} PNGs and "
+                f"{self.jpeg_images} JPEGs x {self.epochs} epochs; colorize median of {self.colorize_repeats}")
+
+
+FULL = Settings("full", (16, 32, 64, 128), (16, 32, 64, 128), warmup=3, windows=5, window_s=3.0,
+                png_images=2000, jpeg_images=300, colorize_repeats=3)
+
+
+QUICK = Settings("quick", (32, 128), (32,), warmup=1, windows=3, window_s=0.0,
+                 png_images=1000, jpeg_images=100, colorize_repeats=1, fusion_images=512)
+
+
+SMOKE = Settings("smoke", (4,), (4,), warmup=1, windows=1, window_s=0.0, png_images=40, jpeg_images=6,
+                 colorize_repeats=1, default_batch=4, predict_batch=4, prior_batch=2, matmul_n=256,
+                 matmul_repeats=1, jpeg_size=64, photo_sizes=((256, 256), (400, 300)), fusion_images=16)
+
+
+@dataclass
+class Context:
+    """What the sections share: settings, the models asked for, the peak, a scratch folder."""
+    settings: Settings
+    models: tuple[str, ...]
+    backends: tuple[str, ...]
+    preset_args: list[str]              # the flags that select the preset, passed to --worker
+    tmp: Path
+    peak_gflops: float | None = None
+    summary: list[str] = field(default_factory=list)   # PASS/FAIL and conclusions, printed last
+
+
+@dataclass
+class Row:
+    section: str
+    item: str
+    setting: str
+    result: str
+    gflops: float | None = None
+    pct_peak: float | None = None
+    notes: str = ""
+
+
+_T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    """A progress line with the time since start."""
+    print(f"[{time.perf_counter() - _T0:7.1f} s] {message}", flush=True)

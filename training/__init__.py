@@ -1,0 +1,10 @@
+"""Training: setting up a run, the ``fit`` trainer, the GAN's manual loop, tf.distribute.
+
+- ``session``: what ``train.py`` does once its arguments are parsed: resolve the configuration,
+  create or resume the run folder, load the data and priors, build the model, hand it to a trainer.
+- ``fit``: training of the models that use ``model.fit`` (checkpoints, samples, logs per epoch).
+- ``gan_loop``: the conditional GAN's ``train_on_batch`` loop.
+- ``distribute``: ``--strategy`` (tf.distribute strategies, synchronized BatchNorm, the chief).
+
+May import: ``core``, ``dataset``, ``priors``, ``models``, ``inference``.
+"""

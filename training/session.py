@@ -1,0 +1,217 @@
+"""One training session: what ``train.py`` does once its arguments are parsed.
+
+Resolves the configuration of a new run (every default made explicit) or reloads a run to resume,
+creates the run folder, loads the data (and the fusion priors), builds the model under the
+``--strategy`` and hands it to the ``fit`` trainer or the GAN loop.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from core import runs
+from core.tblog import SummaryWriter
+from dataset import CifarGenerator, ImageSet, load_data
+from inference import data_color_space
+from models import build_model, get_spec, set_jit
+from training import distribute
+
+# --mixed-precision value -> Keras dtype policy (models.PRECISIONS), recorded in config.json
+MIXED_PRECISION = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+@dataclass
+class Outcome:
+    """What a session did: epochs done, where the run is, whether this process wrote it."""
+    model: str
+    run_dir: Path
+    epochs_done: int
+    chief: bool
+    log_dir: str | None
+    interrupted: bool = False
+
+
+def run(args) -> Outcome:
+    """Train (or resume) as ``train.py``'s parsed arguments ask; progress goes to stdout.
+
+    Ctrl-C saves the weights of the epoch in progress and returns with ``interrupted`` set.
+    """
+    spec = get_spec(args.model)
+    config, run_dir, state = prepare_run(args)
+    # --strategy: created before TensorFlow starts its runtime (MultiWorkerMirroredStrategy needs that).
+    strategy = distribute.create_strategy(
+        args.strategy, config["batch_size"] if config else args.batch_size or 32,
+        config["seed"] if config else args.seed)
+    chief = args.strategy != "multiworker" or distribute.is_chief()   # only the chief writes run and logs
+    if config is None:   # a new run: read the data first, so a data error leaves no empty run folder
+        train = load_data(args.data, args.split, args.image_size, args.limit)
+        val = load_val(args, args.data is not None, args.image_size)
+        config = new_config(args, spec, train, val)
+        run_dir = runs.new_run_dir(spec.name, args.run_dir) if chief else distribute.worker_run_dir(None, chief)
+        config["run_dir"] = str(run_dir)
+        config["log_dir"] = None if args.no_logs else str(args.log_dir or runs.LOGS_DIR / spec.name / run_dir.name)
+    else:
+        train = _reload(config["data"], config["model_options"]["image_size"])
+        val = _reload(config["val_data"], config["model_options"]["image_size"]) if config["val_data"] else None
+        run_dir = distribute.worker_run_dir(run_dir, chief)   # a non-chief: a temporary copy of the checkpoint
+    config["distribute"] = distribute.describe(args.strategy, strategy, config["batch_size"])   # this session's
+    config["logs"] = config["logs"] and chief
+    runs.save_json(run_dir / "config.json", config)
+    keras.utils.set_random_seed(config["seed"] + state["epoch"])   # a resumed run continues reproducibly
+
+    _precision_note(config["model_options"].get("precision", "float32"))
+    print(f"model {spec.name}: {len(train)} training images ({config['data']['description']}), "
+          f"{len(val) if val is not None else 0} validation; run folder {run_dir}")
+    outcome = Outcome(spec.name, run_dir, state["epoch"], chief, config["log_dir"] if config["logs"] else None)
+    writer = SummaryWriter(config["log_dir"]) if config["logs"] else None
+    try:
+        outcome.epochs_done = _train(spec, config, run_dir, train, val, state, writer, strategy)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        if writer is not None:
+            writer.close()
+    return outcome
+
+
+def new_config(args, spec, train, val) -> dict:
+    """The resolved configuration of a new run (every default made explicit)."""
+    options: dict = {"image_size": args.image_size, "precision": MIXED_PRECISION[args.mixed_precision or "off"]}
+    if spec.trainer == "gan":
+        options["color_space"] = args.color_space or "rgb"
+    config = {
+        "model": spec.name,
+        "model_options": options,
+        "data": data_record(train, args.data, args.split),
+        "val_data": None if val is None else data_record(val, *_val_source(args)),
+        "epochs": args.epochs if args.epochs is not None else 5,
+        "batch_size": args.batch_size or 32,
+        "steps_per_epoch": args.steps,
+        "seed": args.seed if args.seed is not None else random.SystemRandom().randrange(2**31),
+        "jit": args.jit or "auto",
+        "logs": not args.no_logs,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(sys.argv),
+        "versions": runs.versions(),
+    }
+    if spec.prior == "classifier":
+        from priors import DEFAULT_BACKBONE
+        config["prior"] = {"backbone": args.prior or DEFAULT_BACKBONE, "weights": args.prior_weights,
+                           "allow_random_weights": args.allow_random_prior}
+    if spec.trainer == "gan":
+        config["sample_every"] = args.sample_every or 100
+    return config
+
+
+def _val_source(args) -> tuple[Path | None, str]:
+    if args.val_data is None and args.val_split is not None:
+        return args.data, args.val_split
+    return args.val_data, args.val_split or "train"
+
+
+def load_val(args, train_path_given: bool, image_size: int):
+    """Validation data: as asked, or the default's own validation part when --data was not given."""
+    if args.val_data is not None or args.val_split is not None:
+        path, split = _val_source(args)
+        return load_data(path, split, image_size, None, kind="val", announce=False)
+    if not train_path_given:
+        return load_data(None, "train", image_size, None, kind="val", announce=False)
+    return None
+
+
+def prepare_run(args):
+    """(config, run_dir, initial state) for a new run or a resumed one."""
+    spec = get_spec(args.model)
+    if args.resume:
+        run_dir = args.run_dir or runs.latest_run(spec.name)
+        config = runs.load_config(run_dir)
+        if config["model"] != spec.name:
+            raise runs.RunError(f"{run_dir} is a run of '{config['model']}', not '{spec.name}'")
+        if args.epochs is not None:
+            config["epochs"] = args.epochs
+        if args.jit is not None:   # a speed setting: may change between sessions (e.g. on a GPU)
+            config["jit"] = args.jit
+        recorded = config["model_options"].get("precision", "float32")
+        if args.mixed_precision is not None and MIXED_PRECISION[args.mixed_precision] != recorded:
+            # The optimizer state differs (a loss-scale optimizer under float16): keep the run's choice.
+            raise runs.RunError(f"{run_dir} was trained with precision {recorded}; --resume keeps it "
+                                "(drop --mixed-precision, or start a new run)")
+        return config, Path(run_dir), runs.load_state(Path(run_dir))
+    return None, None, {"epoch": 0, "step": 0}
+
+
+def _precision_note(precision: str) -> None:
+    """float16 is for GPUs: on a CPU it trained the U-Net 6x slower than float32 (BENCHMARKS.md)."""
+    if precision == "mixed_float16" and not any(d.lower().startswith(("gpu", "cuda"))
+                                                for d in keras.distribution.list_devices()):
+        print("note: --mixed-precision float16 without a GPU is slow on CPUs; bfloat16 suits recent CPUs "
+              "(AVX-512 BF16, AMX), or leave it off")
+
+
+def _reload(record: dict, image_size: int):
+    data = load_data(Path(record["path"]) if record["path"] else None, record["split"], image_size, None,
+                     announce=False)
+    data = data.subset(record["n_images"]) if len(data) > record["n_images"] else data
+    if data.fingerprint() != record["fingerprint"]:
+        print(f"warning: the data at {record['path']} changed since the run started")
+    return data
+
+
+def _prior(config: dict, data):
+    if config.get("prior") is None or data is None:
+        return None
+    from priors import compute_prior, prior_options
+    return compute_prior(data.images, **prior_options(config))
+
+
+def _train(spec, config, run_dir, train, val, state, writer, strategy=None) -> int:
+    from training import fit as trainer
+
+    train_prior, val_prior = _prior(config, train), _prior(config, val)
+    sample_source, sample_prior = (val, val_prior) if val is not None else (train, train_prior)
+    samples = trainer.SampleBatch.take(sample_source, sample_prior)
+    # --strategy: build, compile, restore and train under the strategy (distribute.scope is a no-op without
+    # one); the priors above are inference only and stay outside it.
+    with distribute.scope(strategy):
+        return _train_model(spec, config, run_dir, train, val, state, writer, strategy, samples, train_prior,
+                            val_prior)
+
+
+def _train_model(spec, config, run_dir, train, val, state, writer, strategy, samples, train_prior, val_prior) -> int:
+    from training import fit as trainer
+
+    built = build_model(spec.name, **config["model_options"])
+    set_jit(built, config.get("jit", "auto"))
+    distribute.synchronize_batch_norm(built, strategy)   # global-batch statistics with several replicas
+    if spec.trainer == "gan":
+        from training import gan_loop
+        return gan_loop.train(built, config, run_dir, train, samples, writer, state, strategy)
+
+    color_space = data_color_space(config)
+    train_gen = CifarGenerator(train, config["batch_size"], color_space, shuffle=True, prior=train_prior,
+                               seed=config["seed"] + state["epoch"])
+    val_gen = None if val is None else CifarGenerator(val, config["batch_size"], color_space, shuffle=False,
+                                                      prior=val_prior)
+    if runs.weights_file(run_dir).exists():   # --resume (also after a Ctrl-C inside epoch 1)
+        state = trainer.restore_checkpoint(built, run_dir)
+        print(f"resuming after epoch {state['epoch']}")
+    _write_summary(built, run_dir)
+    return trainer.fit(built, config, run_dir, train_gen, val_gen, samples, state["epoch"], writer,
+                       config.get("steps_per_epoch"))
+
+
+def _write_summary(model, run_dir: Path) -> None:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
+
+
+def data_record(data: ImageSet, path: Path | None, split: str) -> dict:
+    """What a config stores about a data set (enough to reload it and to recognise it)."""
+    return {"path": str(path) if path is not None else None, "split": split, "description": data.description,
+            "n_images": len(data), "fingerprint": data.fingerprint()}
