@@ -17,6 +17,8 @@ Command line::
 
     python dataset.py download [--dest data]     # official CIFAR-10 python tarball, checked
     python dataset.py export --data DIR --split train --out data/png/train
+
+A library module (layer 1 of the layout: it may import ``core`` only) that is also a script.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ read it and any change of data invalidates it.
 Input to the backbone: the gray version of each image (L with a = b = 0, R = G = B), resized
 bilinearly to the backbone's input size and normalized as that backbone was trained.
 Output: (N, 1000) float32 softmax probabilities.
+
+May import: ``core`` (and its own modules).
 """
 from __future__ import annotations
 
