@@ -12,9 +12,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (*USER_ERRORS, StrategyError)
 
 
-def run_main(main, argv=None) -> int:
+def run_main(main, argv=None, extra_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """main(argv)'s exit code; a user mistake (user_errors(), and a script's own ``extra_errors``) is one line, 2."""
     try:
         return main(argv) or 0
-    except user_errors() as err:
+    except (*user_errors(), *extra_errors) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

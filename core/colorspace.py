@@ -200,3 +200,12 @@ def decode_lab_symmetric(l_sym, ab_sym) -> np.ndarray:
     l_sym = np.asarray(l_sym, np.float32)
     ab_sym = np.asarray(ab_sym, np.float32)
     return lab_to_rgb(np.concatenate([(l_sym + 1.0) * 50.0, ab_sym * 128.0], axis=-1))
+
+
+def xyzn_to_linear_matrix() -> np.ndarray:
+    """(3, 3) float32, row-vector form: XYZ / white -> linear sRGB, the matrix :func:`lab_to_rgb` uses.
+
+    Public for code that must decode exactly as this module does outside NumPy (the color
+    conversion baked into exported models, serving.colorgraph).
+    """
+    return _XYZN_TO_RGB.copy()
