@@ -45,3 +45,41 @@ def trained_run(tmp_path_factory, model: str, logs: bool = False) -> Path:
 @pytest.fixture(scope="session")
 def unet_run(tmp_path_factory):
     return trained_run(tmp_path_factory, "unet")
+
+
+def built_run(tmp_path_factory, model: str, color_space: str | None = None) -> Path:
+    """A run folder of ``model`` with untrained weights, written in-process once per session (seconds, not train.py's minutes).
+
+    What train.py would leave after its first epoch: config.json (model and options, the prior of
+    fusion_resnet), the weights (the GAN: its generator's), state.json. For tools whose tests need a
+    real run folder but not a trained model (export parity, the demo page).
+    """
+    import json
+
+    import keras
+
+    from core import runs
+    from models import build_model, get_spec
+
+    spec = get_spec(model)
+    name = model if color_space is None else f"{model}-{color_space}"
+    run_dir = tmp_path_factory.getbasetemp() / "built-runs" / name
+    if (run_dir / "config.json").exists():
+        return run_dir
+    options = {"image_size": 32, "precision": "float32"}
+    if spec.trainer == "gan":
+        options["color_space"] = color_space or "rgb"
+    config = {"model": model, "model_options": options, "seed": 1, "log_dir": None}
+    if spec.prior == "classifier":
+        config["prior"] = {"backbone": "efficientnet_lite0", "weights": None, "allow_random_weights": False}
+    keras.utils.set_random_seed(1)
+    built = build_model(model, **options)
+    run_dir.mkdir(parents=True)
+    if spec.trainer == "gan":
+        built.generator.save_weights(runs.weights_file(run_dir, "generator"))
+    else:
+        built.optimizer.build(built.trainable_variables)   # saved with its (fresh) state, as training saves
+        built.save_weights(runs.weights_file(run_dir, "model"))
+    runs.save_json(run_dir / "state.json", {"epoch": 1, "step": 1})
+    runs.save_json(run_dir / "config.json", config)   # last: a folder with a config is a complete run
+    return run_dir

@@ -6,7 +6,7 @@ or above):
 
     6  the entry scripts (SCRIPTS)
     5  cli, benchmarks                  shared script parts, the benchmark's sections
-    4  training, evaluation             above the Colorizer; independent of each other
+    4  training, evaluation, serving    above the Colorizer; independent of each other
     3  inference                        the Colorizer, full-resolution photos
     2  models                           one file per model, the registry
     1  dataset, priors                  data readers and generator; ImageNet classifiers
@@ -27,10 +27,10 @@ LAYERS = {
     "dataset": 1, "priors": 1,
     "models": 2,
     "inference": 3,
-    "training": 4, "evaluation": 4,
+    "training": 4, "evaluation": 4, "serving": 4,
     "cli": 5, "benchmarks": 5,
 }
-SCRIPTS = {"train", "predict", "evaluate", "compare", "colorize", "bench"}
+SCRIPTS = {"train", "predict", "evaluate", "compare", "colorize", "bench", "export", "demo"}
 SCRIPT_LAYER = max(LAYERS.values()) + 1
 
 
