@@ -1,0 +1,242 @@
+"""demo.py and serving/webapp.py: the page's form, its refusals, and a real browser using it.
+
+The Flask tests call the app in-process (its test client); the browser test starts ``python demo.py``
+on a free port and drives a headless Chromium through Selenium, as a person would: pick a run,
+upload photos, wait for the results, download one. Without a browser (Debian's chromium and
+chromium-driver) or Selenium the browser test is skipped with the reason, unless REQUIRE_BROWSER
+(set by .ci/run) is set: then it fails. With DEMO_SCREENSHOT=FILE it also saves a screenshot of
+the page with its results (the README's docs/demo.png), using the run DEMO_RUN_DIR when given.
+"""
+from __future__ import annotations
+
+import io
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, SAMPLE, built_run
+
+from core import colorspace
+from inference import photos
+from serving.catalog import find_runs
+from serving.webapp import create_app
+
+from test_colorize import png_header_only
+
+
+def lightness(rgb) -> np.ndarray:
+    return colorspace.rgb_to_lab(np.asarray(rgb))[..., 0]
+
+
+def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    """A 97x203 color photo (a CIFAR image enlarged: any size works)."""
+    return Image.open(SAMPLE / "val" / "img-10-horse.png").convert("RGB").resize((97, 203), Image.BICUBIC)
+
+
+@pytest.fixture
+def client(tmp_path_factory, tmp_path):
+    runs_dir = tmp_path / "runs"   # empty: only the runs given by path are offered
+    choices = find_runs(runs_dir, [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "fusion_label")])
+    (tmp_path / "work").mkdir()
+    app = create_app(choices, tmp_path / "work", max_upload_mb=1, max_files=3)
+    return app.test_client(), {c.model: c.key for c in choices}
+
+
+def post(client, run: str, files=(), **fields):
+    data = {"run": run, **fields, "images": [(io.BytesIO(content), name) for name, content in files]}
+    return client.post("/", data=data, content_type="multipart/form-data")
+
+
+def results_of(html: str) -> list[tuple[str, int, int]]:
+    """(token, width, height) of each result figure of the page."""
+    found = re.findall(r'data-width="(\d+)" data-height="(\d+)">\s*<a href="/results/([0-9a-f]{32})/compare.png"', html)
+    return [(token, int(w), int(h)) for w, h, token in found]
+
+
+def errors_of(html: str) -> list[str]:
+    import html as html_lib
+    return [html_lib.unescape(e) for e in re.findall(r'<li class="error">(.*?)</li>', html)]
+
+
+# ---- the page, in-process -------------------------------------------------------------------
+
+def test_page_offers_the_runs_and_their_options(client):
+    client, keys = client
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="images" name="images" type="file" accept="image/*" multiple' in page
+    for model, key in keys.items():
+        option = re.search(rf'<option value="{re.escape(key)}" data-label="(\d)"\s+data-temperature="([^"]*)"', page)
+        assert option, model
+        assert option.group(1) == ("1" if model == "fusion_label" else "0")   # the class field, for fusion_label only
+        assert option.group(2) == ""                                           # neither takes a temperature
+
+
+def test_upload_is_colorized_at_full_size_with_its_own_lightness(client, photo):
+    client, keys = client
+    gray_jpeg = png_bytes(Image.open(SAMPLE / "val" / "img-1-ship.png").convert("L").resize((150, 64)), "JPEG")
+    response = post(client, keys["unet"], [("horse.png", png_bytes(photo)), ("ship.jpg", gray_jpeg)])
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and not errors_of(html)
+    found = results_of(html)
+    assert [(w, h) for _, w, h in found] == [(97, 203), (150, 64)]
+    for (token, w, h), source in zip(found, (photo, Image.open(io.BytesIO(gray_jpeg)).convert("RGB"))):
+        colored = Image.open(io.BytesIO(client.get(f"/results/{token}/colorized.png").get_data()))
+        assert colored.size == (w, h) and colored.mode == "RGB"
+        assert np.abs(lightness(colored) - lightness(source)).max() < 1.0     # the upload's own L, 8-bit rounding
+        pair = Image.open(io.BytesIO(client.get(f"/results/{token}/compare.png").get_data()))
+        assert pair.size == (2 * w + photos.COMPARE_GAP, h)                    # [gray | colorized] at full size
+    assert 'download="horse-colorized.png"' in html
+
+
+def test_bundled_examples_can_be_picked(client):
+    client, keys = client
+    html = post(client, keys["fusion_label"], example="cat", label="cat").get_data(as_text=True)
+    assert [(w, h) for _, w, h in results_of(html)] == [(451, 300)]          # scikit-image's chelsea.png
+
+
+def test_bad_uploads_are_refused_with_a_message_on_the_page(client, photo):
+    client, keys = client
+    good = png_bytes(photo)
+    truncated = good[: len(good) // 2]
+    html = post(client, keys["unet"], [("cut.png", truncated), ("notes.png", b"just text"),
+                                       ("huge.png", png_header_only(8000, 6000))]).get_data(as_text=True)
+    errors = errors_of(html)
+    assert len(errors) == 3 and not results_of(html)
+    assert errors[0].startswith("cut.png: cannot decode") and errors[1].startswith("notes.png: not an image")
+    assert errors[2].startswith("huge.png: 8000x6000 is 48.0 megapixels, above the limit")
+    assert "upload-" not in html                                           # the server's paths are not shown
+
+    cases = [
+        (post(client, keys["unet"]), 400, "choose at least one image"),
+        (post(client, keys["unet"], [("a.png", good)] * 4), 400, "4 images: at most 3 at a time"),
+        (post(client, "/etc/passwd", [("a.png", good)]), 400, "choose one of the runs listed"),
+        (post(client, keys["fusion_label"], [("a.png", good)]), 400, "fusion_label needs the class"),
+        (post(client, keys["unet"], [("big.png", os.urandom(1_200_000))]), 413, "larger than 1 MB"),
+    ]
+    for response, status, message in cases:
+        page = response.get_data(as_text=True)
+        assert response.status_code == status and message in " ".join(errors_of(page)), (message, errors_of(page))
+    assert client.get("/results/" + "0" * 32 + "/colorized.png").status_code == 404
+    assert client.get("/results/..%2f..%2fetc/colorized.png").status_code == 404
+
+
+# ---- a real browser -------------------------------------------------------------------------
+
+@pytest.fixture
+def browser() -> tuple[str, str]:
+    """(browser, driver) executables, or skip (fail under REQUIRE_BROWSER) saying what is missing."""
+    missing = []
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package (pip install -r requirements-serving.txt)")
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        missing.append("a Chromium and its driver (apt-get install chromium chromium-driver)")
+    if missing:
+        why = "no browser to test the page with: " + "; ".join(missing)
+        if os.environ.get("REQUIRE_BROWSER"):
+            pytest.fail(why + "; REQUIRE_BROWSER asks for it")
+        pytest.skip(why)
+    return browser, driver
+
+
+@pytest.fixture
+def demo_server(tmp_path_factory, tmp_path):
+    """``python demo.py`` on a free port (1 MB upload limit); yields its address; stopped after the test."""
+    run_dir = os.environ.get("DEMO_RUN_DIR") or built_run(tmp_path_factory, "unet")
+    proc = subprocess.Popen([sys.executable, "demo.py", "--port", "0", "--runs-dir", str(tmp_path / "none"),
+                             "--run-dir", str(run_dir), "--max-upload-mb", "1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    output = []
+    try:
+        while True:
+            line = lines.get(timeout=180)
+            output.append(line)
+            match = re.search(r"serving on (http://\S+)", line)
+            if match:
+                break
+            assert proc.poll() is None or not lines.empty(), "".join(output)
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_page_in_a_real_browser(browser, demo_server, photo, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser_path, driver_path = browser
+    files = {"horse.png": photo, "ship.jpg": Image.open(SAMPLE / "val" / "img-1-ship.png").convert("L").resize((150, 64))}
+    for name, image in files.items():
+        image.save(tmp_path / name)
+    (tmp_path / "notes.png").write_text("not an image")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), np.uint8)).save(tmp_path / "noise.png")  # ~1.5 MB
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser_path
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)   # the system driver: nothing downloaded
+    try:
+        driver.get(demo_server)
+        assert driver.title == "Colorize photos"
+        assert not driver.find_element(By.ID, "temperature").is_displayed()     # the U-Net takes no temperature
+        assert not driver.find_element(By.ID, "label").is_displayed()           # nor a class
+
+        # above the upload limit: refused in the page before sending
+        driver.find_element(By.ID, "images").send_keys(str(tmp_path / "noise.png"))
+        driver.find_element(By.ID, "submit").click()
+        assert "above the limit of 1 MB" in driver.find_element(By.ID, "errors").text
+
+        # two photos and a file that is no image
+        driver.get(demo_server)
+        upload = driver.find_element(By.ID, "images")
+        upload.send_keys("\n".join(str(tmp_path / n) for n in ("horse.png", "notes.png", "ship.jpg")))
+        driver.find_element(By.ID, "submit").click()
+        WebDriverWait(driver, 300).until(lambda d: d.find_elements(By.CSS_SELECTOR, "figure.result"))
+        figures = driver.find_elements(By.CSS_SELECTOR, "figure.result")
+        assert "notes.png: not an image" in driver.find_element(By.ID, "errors").text
+        assert len(figures) == 2
+        for figure, name in zip(figures, files):
+            source = Image.open(tmp_path / name).convert("RGB")   # as the browser sent it (the JPEG decoded)
+            img = figure.find_element(By.CSS_SELECTOR, "img.compare")
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return arguments[0].complete", img))
+            natural = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img)
+            assert natural == [2 * source.width + photos.COMPARE_GAP, source.height]   # shown at full resolution
+            link = figure.find_element(By.CSS_SELECTOR, "a.download")
+            assert link.get_attribute("download") == name.rsplit(".", 1)[0] + "-colorized.png"
+            with urllib.request.urlopen(link.get_attribute("href"), timeout=60) as response:
+                colored = Image.open(io.BytesIO(response.read()))
+            assert colored.size == source.size
+            assert np.abs(lightness(colored) - lightness(source)).max() < 1.0
+        screenshot = os.environ.get("DEMO_SCREENSHOT")
+        if screenshot:
+            driver.execute_script("document.getElementById('errors').remove()")
+            Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(screenshot)
+    finally:
+        driver.quit()
