@@ -1,4 +1,10 @@
-"""The runs the demo page offers: the latest run of each model, runs given by path, the shipped pretrained runs."""
+"""The runs the demo page offers (the latest run of each model, runs given by path, the shipped
+pretrained runs) and what each takes besides photos: a class (fusion_label), a decoding temperature.
+
+Whether a model takes a temperature is asked of the model registry (``default_temperature``), so the
+page has no per-model code: a model whose ModelSpec has a ``temperature`` (its default) gets the
+control, and the value chosen is set on its Colorizer (``set_temperature``) before it colorizes.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +22,11 @@ class RunChoice:
     model: str
     run_dir: Path
     origin: str                     # "latest run", "pretrained" or "--run-dir"
-    temperature: float | None = None   # the default, for models that take a temperature; None for the others
+
+    @property
+    def temperature(self) -> float | None:
+        """The default decoding temperature when the model takes one, else None."""
+        return default_temperature(self.model)
 
     @property
     def key(self) -> str:
@@ -30,6 +40,18 @@ class RunChoice:
     @property
     def needs_label(self) -> bool:
         return get_spec(self.model).prior == "label"
+
+
+def default_temperature(model: str) -> float | None:
+    """A model's default temperature (its ModelSpec's ``temperature``), None for a model without one."""
+    value = getattr(get_spec(model), "temperature", None)
+    return None if value is None else float(value)
+
+
+def set_temperature(colorizer, temperature: float | None) -> None:
+    """Decode with ``temperature`` from now on (None: leave the colorizer as it is)."""
+    if temperature is not None:
+        colorizer.temperature = float(temperature)
 
 
 def _model_of(run_dir: Path) -> str:

@@ -32,10 +32,11 @@ from werkzeug.utils import secure_filename
 
 from dataset import CLASS_NAMES, MAX_PIXELS
 from inference import USER_ERRORS, Colorizer, photos
-from serving.catalog import RunChoice
+from serving.catalog import RunChoice, set_temperature
 
 KEEP_RESULTS = 64          # result folders kept on disk; older ones are deleted
 RESULT_NAME = re.compile(r"^[0-9a-f]{32}$")
+MAX_TEMPERATURE = 10.0     # a bound against typos: far above 1 the annealed mean tends to the plain mean
 
 
 def examples() -> dict[str, Path]:
@@ -69,7 +70,8 @@ class Demo:
             self._colorizers[choice.key] = Colorizer.from_run(choice.run_dir)
         return self._colorizers[choice.key]
 
-    def colorize(self, choice: RunChoice, files: list[tuple[str, Path]], label: int | None) -> tuple[list[Result], list[str]]:
+    def colorize(self, choice: RunChoice, files: list[tuple[str, Path]], label: int | None,
+                 temperature: float | None = None) -> tuple[list[Result], list[str]]:
         """files: (display name, saved upload); returns the results and one message per refused file."""
         jobs, names = [], {}
         for name, source in files:
@@ -78,7 +80,9 @@ class Demo:
             jobs.append(photos.Job(source, out))
             names[str(source)] = name
         with self._lock:
-            _, errors = photos.colorize_files(self.colorizer(choice), jobs, label, compare=True)
+            colorizer = self.colorizer(choice)
+            set_temperature(colorizer, temperature)
+            _, errors = photos.colorize_files(colorizer, jobs, label, compare=True)
         messages = [_rename(e, names) for e in errors]
         results = []
         for job, (name, _) in zip(jobs, files):
@@ -99,6 +103,17 @@ def _rename(message: str, names: dict[str, str]) -> str:
     for path, name in names.items():
         message = message.replace(path, name)
     return message
+
+
+def _temperature(text: str, default: float) -> float | None:
+    """The form's temperature (empty: the model's default); None when it is not a usable number."""
+    if not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value <= MAX_TEMPERATURE else None
 
 
 def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 64, max_files: int = 16) -> Flask:
@@ -134,6 +149,12 @@ def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 
                 return page(errors=[f"{choice.model} needs the class of the photos: choose one"], status=400,
                             selected=choice.key)
             label = CLASS_NAMES.index(form["label"])
+        temperature = None
+        if choice.temperature is not None:
+            temperature = _temperature(form.get("temperature", ""), choice.temperature)
+            if temperature is None:
+                return page(errors=[f"temperature: a number above 0 and at most {MAX_TEMPERATURE:g}, "
+                                    f"got '{form.get('temperature')}'"], status=400, selected=choice.key)
         uploads = [f for f in request.files.getlist("images") if f and f.filename]
         picked = [k for k in form.getlist("example") if k in example_files]
         if not uploads and not picked:
@@ -150,7 +171,7 @@ def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 
                 files.append((upload.filename, path))
             files += [(example_files[k].name, example_files[k]) for k in picked]
             try:
-                results, errors = demo.colorize(choice, files, label)
+                results, errors = demo.colorize(choice, files, label, temperature)
             except USER_ERRORS as err:   # the run folder is unusable, a prior's weights are missing...
                 return page(errors=[str(err)], status=400, selected=choice.key)
         finally:

@@ -88,6 +88,30 @@ def test_page_offers_the_runs_and_their_options(client):
         assert option.group(2) == ""                                           # neither takes a temperature
 
 
+def test_temperature_control_for_models_that_take_one(tmp_path_factory, tmp_path, monkeypatch, photo):
+    """Asked of the registry: a model with a default temperature gets the field, and the value reaches its Colorizer."""
+    import serving.catalog
+    monkeypatch.setattr(serving.catalog, "default_temperature", lambda model: 0.38 if model == "unet" else None)
+    choices = find_runs(tmp_path / "runs", [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "autoencoder")])
+    (tmp_path / "work").mkdir()
+    app = create_app(choices, tmp_path / "work")
+    client = app.test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert re.findall(r'data-temperature="([^"]*)"', page) == ["0.38", ""]   # unet, autoencoder
+    unet, autoencoder = (c.key for c in choices)
+    html = post(client, unet, [("a.png", png_bytes(photo))], temperature="0.5").get_data(as_text=True)
+    assert len(results_of(html)) == 1
+    demo = app.config["DEMO"]
+    assert demo.colorizer(choices[0]).temperature == 0.5
+    for bad in ("0", "-1", "hot", "11"):
+        response = post(client, unet, [("a.png", png_bytes(photo))], temperature=bad)
+        assert response.status_code == 400 and "temperature: a number above 0" in errors_of(response.get_data(as_text=True))[0]
+    post(client, autoencoder, [("a.png", png_bytes(photo))], temperature="hot")   # ignored: takes none
+    assert not hasattr(demo.colorizer(choices[1]), "temperature")
+    post(client, unet, [("a.png", png_bytes(photo))], temperature="")          # empty: the default
+    assert demo.colorizer(choices[0]).temperature == 0.38
+
+
 def test_upload_is_colorized_at_full_size_with_its_own_lightness(client, photo):
     client, keys = client
     gray_jpeg = png_bytes(Image.open(SAMPLE / "val" / "img-1-ship.png").convert("L").resize((150, 64)), "JPEG")
