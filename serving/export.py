@@ -93,8 +93,8 @@ def check_out(fmt: Format, out: Path) -> None:
 def exportable(colorizer: Colorizer, bake_color: bool = False):
     """The Keras model to export: the run's network, or it inside the color conversion; called once.
 
-    Keras' export traces the model's call; a model never called has no built state to trace
-    (Keras 3.15), so one zero batch goes through first.
+    Keras 3.15's ONNX export refuses a model that was never called ("The model provided has never
+    called"), even a built functional one, so one zero batch goes through first.
     """
     model = bake(colorizer) if bake_color else colorizer.network
     model.predict_on_batch(_feed([np.zeros((1, *spec_shape(t)), np.float32) for t in model.inputs]))
@@ -185,7 +185,11 @@ def _one_line(err: Exception) -> str:
 
 @contextlib.contextmanager
 def _quiet_native_logs():
-    """Send the converters' native log lines (file descriptor 2) to a temporary file; shown only on failure."""
+    """Keep the converters' log lines (hundreds, on file descriptor 2) out of the terminal.
+
+    A failure still raises (and becomes one ExportError line); EXPORT_DEBUG=1 then also prints the
+    converter's log.
+    """
     import sys
     sys.stderr.flush()
     saved = os.dup(2)

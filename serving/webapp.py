@@ -58,12 +58,12 @@ class Result:
 class Demo:
     """State of one demo server: the runs it offers, loaded colorizers, the result folder."""
 
-    def __init__(self, choices: list[RunChoice], work_dir: Path, max_files: int = 16):
+    def __init__(self, choices: list[RunChoice], work_dir: Path):
         self.choices = {c.key: c for c in choices}
         self.work_dir = Path(work_dir)
-        self.max_files = max_files
-        self._colorizers: dict[str, Colorizer] = {}
-        self._lock = threading.Lock()   # one colorization at a time: Keras models are not shared across threads
+        self._colorizers: dict[str, Colorizer] = {}   # loaded on first use, kept
+        # One colorization at a time: every request shares a run's Colorizer (and the temperature set on it).
+        self._lock = threading.Lock()
 
     def colorizer(self, choice: RunChoice) -> Colorizer:
         if choice.key not in self._colorizers:
@@ -119,7 +119,7 @@ def _temperature(text: str, default: float) -> float | None:
 def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 64, max_files: int = 16) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2 ** 20)
-    demo = Demo(choices, work_dir, max_files)
+    demo = Demo(choices, work_dir)
     example_files = examples()
     app.config["DEMO"] = demo
 
