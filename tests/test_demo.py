@@ -263,7 +263,7 @@ def test_the_page_in_a_real_browser(browser, demo_server, photo, tmp_path):
             driver.find_element(By.CSS_SELECTOR, 'input[name="example"][value="cat"]').click()
             driver.find_element(By.ID, "submit").click()
             WebDriverWait(driver, 300).until(lambda d: d.find_elements(By.CSS_SELECTOR, "figure.result"))
-            driver.set_window_size(1200, 760)
+            driver.set_window_size(1200, 1000)   # the window, not the page: the viewport is a little smaller
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(screenshot)
     finally:
