@@ -1,9 +1,10 @@
 """The runs the demo page offers (the latest run of each model, runs given by path, the shipped
 pretrained runs) and what each takes besides photos: a class (fusion_label), a decoding temperature.
 
-Whether a model takes a temperature is asked of the model registry (``default_temperature``), so the
-page has no per-model code: a model whose ModelSpec has a ``temperature`` (its default) gets the
-control, and the value chosen is set on its Colorizer (``set_temperature``) before it colorizes.
+Whether a run takes a temperature is read from the run itself, so the page has no per-model code:
+a run whose config records a decoding temperature in its ``model_options`` (a classification
+head's default) gets the control, and the value chosen is set on its Colorizer (``set_temperature``:
+its ``set_decoding`` when it has one, which checks the value) before it colorizes.
 """
 from __future__ import annotations
 
@@ -22,11 +23,7 @@ class RunChoice:
     model: str
     run_dir: Path
     origin: str                     # "latest run", "pretrained" or "--run-dir"
-
-    @property
-    def temperature(self) -> float | None:
-        """The default decoding temperature when the model takes one, else None."""
-        return default_temperature(self.model)
+    temperature: float | None = None   # the run's default decoding temperature; None: it takes none
 
     @property
     def key(self) -> str:
@@ -42,33 +39,38 @@ class RunChoice:
         return get_spec(self.model).prior == "label"
 
 
-def default_temperature(model: str) -> float | None:
-    """A model's default temperature (its ModelSpec's ``temperature``), None for a model without one."""
-    value = getattr(get_spec(model), "temperature", None)
+def run_temperature(config: dict) -> float | None:
+    """A run's default decoding temperature (``model_options["temperature"]``), None for a run without one."""
+    value = config.get("model_options", {}).get("temperature")
     return None if value is None else float(value)
 
 
 def set_temperature(colorizer, temperature: float | None) -> None:
     """Decode with ``temperature`` from now on (None: leave the colorizer as it is)."""
-    if temperature is not None:
+    if temperature is None:
+        return
+    if hasattr(colorizer, "set_decoding"):
+        colorizer.set_decoding(temperature=temperature)
+    else:
         colorizer.temperature = float(temperature)
 
 
-def _model_of(run_dir: Path) -> str:
-    return runs.load_config(run_dir)["model"]
+def choice(run_dir: Path, origin: str) -> RunChoice:
+    config = runs.load_config(run_dir)
+    return RunChoice(config["model"], Path(run_dir), origin, run_temperature(config))
 
 
 def find_runs(runs_dir: Path = runs.RUNS_DIR, extra: list[Path] = (), pretrained_dir: Path = PRETRAINED_DIR) -> list[RunChoice]:
     """Runs given with --run-dir first, then the latest run of each model, then the pretrained ones."""
-    choices = [RunChoice(_model_of(Path(p)), Path(p), "--run-dir") for p in extra]
+    choices = [choice(Path(p), "--run-dir") for p in extra]
     for model in MODEL_NAMES:
         try:
-            choices.append(RunChoice(model, runs.latest_run(model, Path(runs_dir)), "latest run"))
+            latest = runs.latest_run(model, Path(runs_dir))
         except runs.RunError:
-            pass   # no run of this model: not offered
+            continue   # no run of this model: not offered
+        choices.append(choice(latest, "latest run"))
     if pretrained_dir.is_dir():
-        for config in sorted(pretrained_dir.glob("*/config.json")):
-            choices.append(RunChoice(_model_of(config.parent), config.parent, "pretrained"))
+        choices += [choice(config.parent, "pretrained") for config in sorted(pretrained_dir.glob("*/config.json"))]
     seen: set[Path] = set()
     unique = []
     for c in choices:   # a run given twice (or the latest one also given by path) is offered once

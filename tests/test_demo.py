@@ -88,11 +88,17 @@ def test_page_offers_the_runs_and_their_options(client):
         assert option.group(2) == ""                                           # neither takes a temperature
 
 
-def test_temperature_control_for_models_that_take_one(tmp_path_factory, tmp_path, monkeypatch, photo):
-    """Asked of the registry: a model with a default temperature gets the field, and the value reaches its Colorizer."""
+def test_temperature_control_for_runs_that_take_one(tmp_path_factory, tmp_path, photo, monkeypatch):
+    """Read from the run: one whose config records a temperature gets the field, and the value reaches its Colorizer.
+
+    No model here has one yet: the U-Net's run is made to report a default of 0.38.
+    """
     import serving.catalog
-    monkeypatch.setattr(serving.catalog, "default_temperature", lambda model: 0.38 if model == "unet" else None)
-    choices = find_runs(tmp_path / "runs", [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "autoencoder")])
+    unet_run = built_run(tmp_path_factory, "unet")
+    real = serving.catalog.run_temperature
+    monkeypatch.setattr(serving.catalog, "run_temperature",
+                        lambda config: 0.38 if config["model"] == "unet" else real(config))
+    choices = find_runs(tmp_path / "runs", [unet_run, built_run(tmp_path_factory, "autoencoder")])
     (tmp_path / "work").mkdir()
     app = create_app(choices, tmp_path / "work")
     client = app.test_client()
@@ -106,9 +112,9 @@ def test_temperature_control_for_models_that_take_one(tmp_path_factory, tmp_path
     for bad in ("0", "-1", "hot", "11"):
         response = post(client, unet, [("a.png", png_bytes(photo))], temperature=bad)
         assert response.status_code == 400 and "temperature: a number above 0" in errors_of(response.get_data(as_text=True))[0]
-    post(client, autoencoder, [("a.png", png_bytes(photo))], temperature="hot")   # ignored: takes none
-    assert not hasattr(demo.colorizer(choices[1]), "temperature")
-    post(client, unet, [("a.png", png_bytes(photo))], temperature="")          # empty: the default
+    post(client, autoencoder, [("a.png", png_bytes(photo))], temperature="hot")   # ignored: it takes none
+    assert getattr(demo.colorizer(choices[1]), "temperature", None) is None
+    post(client, unet, [("a.png", png_bytes(photo))], temperature="")          # empty: the run's default
     assert demo.colorizer(choices[0]).temperature == 0.38
 
 
