@@ -51,7 +51,11 @@ def encodings(color_space: str, baked: bool) -> tuple[dict, dict]:
         return ({"range": [-1.0, 1.0], "encoding": "CIE L* / 50 - 1 (D65 white, L* in [0, 100])"},
                 {"range": [-1.0, 1.0], "encoding": "a*, b* / 128 (tanh): clip to [-1, 1], a*, b* = 128 y; "
                  "with the input's L* = 50 (x + 1), CIE LAB (D65) -> sRGB"})
-    return ({"range": [0.0, 1.0], "encoding": "CIE L* / 100 (D65 white, L* in [0, 100])"},
+    lightness = {"range": [0.0, 1.0], "encoding": "CIE L* / 100 (D65 white, L* in [0, 100])"}
+    if color_space not in ("LAB", "fusion"):   # a model whose output this card does not describe
+        return (lightness, {"range": None, "encoding": f"the network's raw output ('{color_space}' encoding of "
+                            "the run: see its model file in models/)"})
+    return (lightness,
             {"range": [0.0, 1.0], "encoding": "(a*, b* + 128) / 255: clip to [0, 1] (the U-Net's tanh can "
              "leave it), a*, b* = 255 y - 128; with the input's L* = 100 x, CIE LAB (D65) -> sRGB"})
 
@@ -60,6 +64,8 @@ def prior_encoding(colorizer) -> dict:
     """The fusion models' second input."""
     if colorizer.spec.prior == "label":
         return {"range": [0.0, 1.0], "encoding": "one-hot CIFAR-10 class, in this order: " + ", ".join(CLASS_NAMES)}
+    if colorizer.spec.prior != "classifier":
+        return {"range": None, "encoding": f"the model's '{colorizer.spec.prior}' prior (see Colorizer.prior)"}
     prior = colorizer.config.get("prior", {})
     return {"range": [0.0, 1.0], "encoding": f"the 1000 ImageNet softmax outputs of {prior.get('backbone', 'the backbone')} "
             "on the gray image (see priors/ for its preprocessing)"}
@@ -160,8 +166,8 @@ def markdown(card: dict) -> str:
              "| tensor | name | shape | dtype | range | encoding |", "| --- | --- | --- | --- | --- | --- |"]
     for role, tensors in (("input", card["inputs"]), ("output", card["outputs"])):
         for t in tensors:
-            lines.append(f"| {role} | `{t['name']}` | {_shape(t['shape'])} | {t['dtype']} | "
-                         f"[{t['range'][0]:g}, {t['range'][1]:g}] | {t['encoding']} |")
+            value_range = "-" if t["range"] is None else f"[{t['range'][0]:g}, {t['range'][1]:g}]"
+            lines.append(f"| {role} | `{t['name']}` | {_shape(t['shape'])} | {t['dtype']} | {value_range} | {t['encoding']} |")
     p = card["parity"]
     lines += ["", f"Size: {card['resize']}.", "",
               f"Parity: largest difference to {p['against']} {p['max_abs_diff']:.1e} on {p['batch']}.", ""]

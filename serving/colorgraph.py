@@ -23,6 +23,7 @@ from keras import ops
 from core import colorspace
 
 GRAY_INPUT = "gray"   # the baked model's image input
+ENCODINGS = ("LAB", "fusion", "RGB", "LAB_SYM")   # the Colorizer color spaces bake() converts
 
 
 def srgb_to_linear(c):
@@ -64,6 +65,9 @@ def lab_to_rgb(lightness, ab):
 
 def bake(colorizer) -> keras.Model:
     """The run's network between the gray -> encoding and prediction -> RGB conversions (see the module doc)."""
+    if colorizer.color_space not in ENCODINGS:
+        raise ValueError(f"--bake-color knows the encodings {', '.join(ENCODINGS)}; {colorizer.spec.name} uses "
+                         f"'{colorizer.color_space}': export it without --bake-color")
     network, size = colorizer.network, colorizer.image_size
     gray = keras.Input((size, size, 1), name=GRAY_INPUT)
     # the fusion models' prior: an input of the baked model too, passed through untouched

@@ -96,7 +96,10 @@ def exportable(colorizer: Colorizer, bake_color: bool = False):
     Keras 3.15's ONNX export refuses a model that was never called ("The model provided has never
     called"), even a built functional one, so one zero batch goes through first.
     """
-    model = bake(colorizer) if bake_color else colorizer.network
+    try:
+        model = bake(colorizer) if bake_color else colorizer.network
+    except ValueError as err:   # an encoding bake() does not know
+        raise ExportError(str(err)) from None
     model.predict_on_batch(_feed([np.zeros((1, *spec_shape(t)), np.float32) for t in model.inputs]))
     return model
 
@@ -118,9 +121,9 @@ def _feed(arrays: list[np.ndarray]):
 def check_batch(colorizer: Colorizer, model, bake_color: bool, n: int = CHECK_IMAGES) -> list[np.ndarray]:
     """Inputs of ``model`` for the first n images of the bundled validation sample, encoded as the run encodes them.
 
-    The image input is the real encoding of real images; a fusion model's prior is the images'
-    one-hot class (fusion_label) or a fixed pseudo-random softmax vector (fusion_resnet: running the
-    ImageNet classifier would only slow the check; the network is what is being compared).
+    The image input is the real encoding of real images. A model's prior is the Colorizer's own
+    (fusion_label: the one-hot class), except fusion_resnet's: a fixed pseudo-random softmax vector,
+    since running the ImageNet classifier would only slow the check (the network is what is compared).
     """
     data = load_images(SAMPLE_DIR / "val", "train", colorizer.image_size).subset(n)
     gray = colorspace.gray_rgb(data.images)                 # (n, S, S, 3) float32 in [0, 1], R = G = B
@@ -131,14 +134,17 @@ def check_batch(colorizer: Colorizer, model, bake_color: bool, n: int = CHECK_IM
     elif colorizer.color_space == "LAB_SYM":
         first = colorspace.encode_lab_symmetric(gray)[0]
     else:
-        first = colorspace.encode_lab(gray)[0]
+        first = colorspace.encode_lab(gray)[0]              # L / 100
     arrays = [np.asarray(first, np.float32)]
-    for t in model.inputs[1:]:                              # the fusion prior
-        if colorizer.spec.prior == "label":
-            arrays.append(one_hot(data.labels).astype(np.float32))
-        else:
-            logits = np.random.default_rng(0).normal(size=(n, spec_shape(t)[0]))
-            arrays.append((np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32))
+    if colorizer.spec.prior == "classifier":
+        logits = np.random.default_rng(0).normal(size=(n, spec_shape(model.inputs[1])[0]))
+        arrays.append((np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32))
+    elif colorizer.spec.prior:
+        prior = colorizer.prior(data.images, data.labels)
+        arrays += [np.asarray(p, np.float32) for p in (prior if isinstance(prior, (list, tuple)) else [prior])]
+    if len(arrays) != len(model.inputs):
+        raise ExportError(f"{colorizer.spec.name}: cannot make a check batch for its {len(model.inputs)} inputs "
+                          f"({', '.join(input_names(model))})")
     return arrays
 
 
