@@ -1,10 +1,10 @@
 """The runs the demo page offers (the latest run of each model, runs given by path, the shipped
 pretrained runs) and what each takes besides photos: a class (fusion_label), a decoding temperature.
 
-Whether a run takes a temperature is read from the run itself, so the page has no per-model code:
-a run whose config records a decoding temperature in its ``model_options`` (a classification
-head's default) gets the control, and the value chosen is set on its Colorizer (``set_temperature``:
-its ``set_decoding`` when it has one, which checks the value) before it colorizes.
+Whether a run takes a temperature is asked of its Colorizer (``run_temperature``), so the page has
+no per-model code: a run whose Colorizer has a default decoding temperature (a classification
+head's) gets the control, and the value chosen is set on that Colorizer (``set_temperature``: its
+``set_decoding`` when it has one, which checks the value) before it colorizes.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core import runs
 from dataset import relative
+from inference import Colorizer
 from models import MODEL_NAMES, get_spec
 
 PRETRAINED_DIR = runs.ROOT / "pretrained"   # runs shipped with the repository, when it has any
@@ -40,9 +41,22 @@ class RunChoice:
 
 
 def run_temperature(config: dict) -> float | None:
-    """A run's default decoding temperature (``model_options["temperature"]``), None for a run without one."""
-    value = config.get("model_options", {}).get("temperature")
-    return None if value is None else float(value)
+    """A run's default decoding temperature when its Colorizer takes one, else None.
+
+    Asked of the Colorizer itself (built from the config alone, without the network): its
+    ``temperature`` (the run's recorded default), kept only if its ``set_decoding`` accepts that
+    value back, since a Colorizer may carry a default its model does not use.
+    """
+    probe = Colorizer(config, network=None)
+    value = getattr(probe, "temperature", None)
+    if value is None:
+        return None
+    if hasattr(probe, "set_decoding"):
+        try:
+            probe.set_decoding(temperature=value)
+        except ValueError:   # the model has no use for a temperature
+            return None
+    return float(value)
 
 
 def set_temperature(colorizer, temperature: float | None) -> None:
