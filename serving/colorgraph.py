@@ -74,14 +74,14 @@ def bake(colorizer) -> keras.Model:
     extra = [keras.Input(tuple(t.shape[1:]), name=t.name.split(":")[0]) for t in network.inputs[1:]]
     if colorizer.color_space == "RGB":
         gray3 = ops.concatenate([gray * 2.0 - 1.0] * 3, axis=-1)               # (B, S, S, 3) in [-1, 1]
-        rgb = ops.clip((network(gray3) + 1.0) * 0.5, 0.0, 1.0)
+        rgb = ops.clip((network(gray3, training=False) + 1.0) * 0.5, 0.0, 1.0)
     else:
         lightness = gray_to_lightness(gray)                                    # (B, S, S, 1) in [0, 100]
         if colorizer.color_space == "LAB_SYM":
-            ab = ops.clip(network(lightness / 50.0 - 1.0), -1.0, 1.0) * 128.0
+            ab = ops.clip(network(lightness / 50.0 - 1.0, training=False), -1.0, 1.0) * 128.0
         else:
             x = lightness / 100.0
-            y = network([x, *extra] if extra else x)                            # (B, S, S, 2) (ab + 128) / 255
+            y = network([x, *extra] if extra else x, training=False)             # (B, S, S, 2) (ab + 128) / 255
             ab = ops.clip(y, 0.0, 1.0) * 255.0 - 128.0
         rgb = lab_to_rgb(lightness, ab)
     return keras.Model([gray, *extra] if extra else gray, rgb, name=f"{network.name}_rgb")

@@ -97,11 +97,25 @@ def exportable(colorizer: Colorizer, bake_color: bool = False):
     called"), even a built functional one, so one zero batch goes through first.
     """
     try:
-        model = bake(colorizer) if bake_color else colorizer.network
+        model = bake(colorizer) if bake_color else inference_model(colorizer.network)
     except ValueError as err:   # an encoding bake() does not know
         raise ExportError(str(err)) from None
     model.predict_on_batch(_feed([np.zeros((1, *spec_shape(t)), np.float32) for t in model.inputs]))
     return model
+
+
+def inference_model(network):
+    """``network`` called with ``training=False``, as a model of the same inputs, outputs and name.
+
+    Keras' export traces ``model.__call__`` without ``training``. For a decoder with BatchNormalization
+    (issue 9's effnet_unet, on its branch) the ONNX path then received the layer's moving-statistics
+    updates ("TF freezing failed" in tf2onnx) and its output differed from Keras by up to 10.8;
+    called in inference mode explicitly, by 7.6e-6.
+    """
+    import keras
+    inputs = [keras.Input(spec_shape(t), name=n) for t, n in zip(network.inputs, input_names(network))]
+    outputs = network(inputs if len(inputs) > 1 else inputs[0], training=False)
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=network.name)
 
 
 def spec_shape(tensor) -> tuple[int, ...]:

@@ -77,7 +77,7 @@ def test_exported_model_matches_keras(exported, model, fmt_name):
     names = export.input_names(network)
     assert sorted(t.name for t in runner.inputs) == sorted(names)        # the Keras names survive the export
     got = runner(dict(zip(names, arrays)))
-    want = np.asarray(network.predict_on_batch(arrays if len(arrays) > 1 else arrays[0]))
+    want = np.asarray(colorizer.network.predict_on_batch(arrays if len(arrays) > 1 else arrays[0]))   # the run's own
     assert got.shape == want.shape == (len(arrays[0]), 32, 32, want.shape[-1])
     assert np.abs(got - want).max() < PARITY_TOL, (model, fmt_name, np.abs(got - want).max())
     assert np.abs(want).max() > 0                                          # a real output, not zeros
