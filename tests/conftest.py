@@ -54,7 +54,7 @@ def built_run(tmp_path_factory, model: str, color_space: str | None = None) -> P
     fusion_resnet), the weights (the GAN: its generator's), state.json. For tools whose tests need a
     real run folder but not a trained model (export parity, the demo page).
     """
-    import json
+    import importlib
 
     import keras
 
@@ -67,6 +67,9 @@ def built_run(tmp_path_factory, model: str, color_space: str | None = None) -> P
     if (run_dir / "config.json").exists():
         return run_dir
     options = {"image_size": 32, "precision": "float32"}
+    module = importlib.import_module(f"models.{model}")
+    if hasattr(module, "options"):   # a model that records its defaults in config.json (their values matter)
+        options.update(module.options(32))
     if spec.trainer == "gan":
         options["color_space"] = color_space or "rgb"
     config = {"model": model, "model_options": options, "seed": 1, "log_dir": None}
