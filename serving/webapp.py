@@ -6,10 +6,11 @@ lightness, so a result has the upload's size and lightness. Uploads are checked 
 checks files (not an image, truncated, above dataset.MAX_PIXELS: refused before decoding); each
 refusal is one line on the page, and the other images of the same upload are still colorized.
 
-Why Flask and not Gradio: the page is one form and a list of images; Flask (with Werkzeug and
-Jinja2) is three small packages, while Gradio 6 brings about forty (pandas, huggingface_hub,
-FastAPI...) and pins Pillow below the version this project uses. A plain HTML form also works
-without JavaScript and is simple to drive from a real browser in the tests.
+Why Flask and not Gradio: the page is one form and a list of images; Flask adds four small
+packages (its Werkzeug and Jinja2 come with TensorBoard already), while Gradio 6.31 would add
+about thirty (pandas, huggingface_hub, FastAPI, uvicorn...) and replace this project's Pillow 13
+with 12.3 (pip's plan, checked). A plain HTML form also works without JavaScript and is simple to
+drive from a real browser in the tests.
 
 Limits: ``max_upload_mb`` for a whole request (Flask answers 413, shown as a message on the page),
 ``max_files`` per request, ``dataset.MAX_PIXELS`` per image. Results live in a temporary folder of
