@@ -20,7 +20,7 @@ from conftest import ROOT, SAMPLE, built_run
 from core import colorspace
 from dataset import load_images, one_hot
 from inference import Colorizer
-from models import MODEL_NAMES, get_spec
+from models import MODEL_NAMES
 from serving import card, colorgraph, export
 
 PARITY_TOL = 1e-4   # |exported - Keras| on outputs in [0, 1] or [-1, 1]; measured: at most 1e-6
