@@ -2,6 +2,8 @@
 
 - this module: TensorFlow's settings that must precede its import (oneDNN kernels on, C++ log
   level), and the import itself with its start-up chatter filtered, so a user error stays one line.
+- ``native_log``: in a script, stderr passes through a filter that drops the few known, harmless
+  lines TensorFlow's native code logs (start-up notices, two graph-rewrite notes), nothing else.
 - ``options``: the arguments every script takes (``-m``, ``--data``/``--split``/``--limit``) and
   loading the data they name (with the bundled sample as the offline default).
 - ``errors``: which exceptions are user mistakes, printed as one line with exit code 2.
@@ -13,8 +15,8 @@ from __future__ import annotations
 
 import os
 
-# TensorFlow's C++ log: errors only (level 3 would also hide grappler's harmless "remapper failed" lines,
-# but real C++ errors too; those that matter also raise a Python exception).
+# TensorFlow's C++ log: errors only (level 3 would also hide real C++ errors; the known harmless ones
+# are filtered by native_log instead).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow's oneDNN kernels: on by default only on CPUs with AVX-512 VNNI/BF16 or AMX. Measured on
 # the U-Net (BENCHMARKS.md): about 3x faster with oneDNN limited to AVX2 than TensorFlow's own kernels, so
@@ -22,18 +24,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import sys
+from pathlib import Path
 
-# Lines TensorFlow's native code writes to stderr at import, before TF_CPP_MIN_LOG_LEVEL applies:
-# start-up information, not problems. Anything else it writes there is passed on.
-_TF_START_UP_CHATTER = ("All log messages before absl::InitializeLog", "oneDNN custom operations are on",
-                        "cpu_feature_guard", "To enable the following instructions")
+from cli import native_log
+
+
+def _runs_a_script() -> bool:
+    """Whether this process runs one of the entry scripts (not pytest or a program importing cli)."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return path is not None and Path(path).resolve().parent == Path(__file__).resolve().parents[1]
 
 
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow (when it is the Keras backend) with its start-up chatter filtered out.
 
     So that a user's error is one line on stderr, as the scripts promise. The filter works on file
-    descriptor 2, where the native code writes; Python exceptions are untouched.
+    descriptor 2, where the native code writes; Python exceptions are untouched. (In a script, the
+    filter of native_log already does this for the whole process; this covers other importers.)
     """
     import importlib.util
     import tempfile
@@ -50,8 +57,10 @@ def _import_tensorflow_quietly() -> None:
             os.close(saved)
             captured.seek(0)
             for line in captured.read().decode(errors="replace").splitlines(keepends=True):
-                if not any(marker in line for marker in _TF_START_UP_CHATTER):
+                if not native_log.is_known(line):
                     sys.stderr.write(line)
 
 
+if _runs_a_script():
+    native_log.install()   # known harmless native log lines out of stderr, for the life of the process
 _import_tensorflow_quietly()
