@@ -308,6 +308,10 @@ class CifarGenerator(keras.utils.PyDataset):
     ``len()`` is ceil(N / batch_size); the last batch is smaller. When training with
     ``shuffle``, the order is reshuffled at each epoch end (Keras also calls ``on_epoch_end``
     once before epoch 0, which only reshuffles). ``__getitem__`` has no side effects.
+
+    The trainers address batches by epoch instead: :meth:`epoch_batch` (epoch, i) is batch i in
+    that epoch's order, :func:`epoch_order` (a function of the seed and the epoch alone), so a run
+    resumed in the middle of an epoch sees exactly the batches an uninterrupted run would.
     """
 
     def __init__(self, data, batch_size: int = 32, color_space: str = "LAB", shuffle: bool = True,
@@ -323,10 +327,12 @@ class CifarGenerator(keras.utils.PyDataset):
         self.color_space = color_space
         self.shuffle = shuffle
         self.is_training = is_training
-        self._rng = np.random.default_rng(seed)
+        self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**32)
+        self.epoch = -1                        # the epoch whose order ``index`` holds (on_epoch_end)
         self.index = np.arange(len(self.data))
         self.on_epoch_end()   # shuffled from the start: a manual loop need not call this first
         self.arrays = self._encode(prior)
+        self._order_cache: tuple[int, np.ndarray] | None = None
 
     def _encode(self, prior) -> tuple[np.ndarray, ...]:
         """All samples encoded once: (inputs..., target)."""
@@ -361,7 +367,17 @@ class CifarGenerator(keras.utils.PyDataset):
     def __getitem__(self, i: int):
         if not 0 <= i < len(self):
             raise IndexError(f"batch {i} out of range 0..{len(self) - 1}")
-        idx = self.index[i * self.batch_size:(i + 1) * self.batch_size]
+        return self._batch(self.index[i * self.batch_size:(i + 1) * self.batch_size])
+
+    def epoch_batch(self, epoch: int, i: int):
+        """Batch ``i`` of ``epoch`` in that epoch's training order (:func:`epoch_order`)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} out of range 0..{len(self) - 1}")
+        if self._order_cache is None or self._order_cache[0] != epoch:
+            self._order_cache = (epoch, epoch_order(len(self.data), self.seed, epoch))
+        return self._batch(self._order_cache[1][i * self.batch_size:(i + 1) * self.batch_size])
+
+    def _batch(self, idx: np.ndarray):
         arrays = [a[idx] for a in self.arrays]
         *inputs, target = arrays
         if self.color_space == "RGB":
@@ -376,7 +392,14 @@ class CifarGenerator(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         if self.is_training and self.shuffle:
-            self._rng.shuffle(self.index)
+            self.epoch += 1
+            self.index = epoch_order(len(self.data), self.seed, self.epoch)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """(n,) the order in which training visits n images in ``epoch``: a permutation drawn from
+    (seed, epoch) alone, so it is the same whenever and however often it is asked for."""
+    return np.random.default_rng([epoch, seed % 2**32]).permutation(n)
 
 
 # ---- command line ------------------------------------------------------------

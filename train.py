@@ -1,7 +1,9 @@
 """Train a colorization model: python train.py -m unet   (autoencoder | unet | fusion_label | fusion_resnet | gan)
 
-Writes a run folder runs/<model>/<run-id>/ (config.json, weights, samples/, summary.txt) and
+Writes a run folder runs/<model>/<run-id>/ (config.json, checkpoints/, samples/, summary.txt) and
 TensorBoard logs to logs/<model>/<run-id>/ (view with: tensorboard --logdir logs/<model>).
+SIGTERM, Ctrl-C or SIGHUP save a checkpoint at the next step boundary and print the --resume command
+(exit status 128 + signal); a second one stops at once, the last complete checkpoint intact.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from pathlib import Path
 
 from cli.errors import run_main
 from cli.options import add_data_args, add_model_arg
+from core.stopping import signal_name
 from models import JIT_CHOICES
-from training import distribute, session
+from training import checkpointing, distribute, session
 from training.session import MIXED_PRECISION
 
 
@@ -35,7 +38,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-logs", action="store_true", help="write no TensorBoard logs (the original's use_logs=False)")
     p.add_argument("--log-dir", type=Path, default=None, help="TensorBoard folder (default: logs/<model>/<run-id>)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --run-dir (default: the latest run of the model)")
+                   help="continue the run in --run-dir (default: the latest run of the model) from its newest "
+                        "complete checkpoint, at the exact batch where it stopped")
+    g = p.add_argument_group("checkpoints (each one complete or absent, whatever stops training)")
+    g.add_argument("--save-every", type=int, default=None, metavar="N",
+                   help="also save a checkpoint every N steps (default: at epoch ends only)")
+    g.add_argument("--keep", type=int, default=None, metavar="N",
+                   help=f"keep the newest N checkpoints (default {checkpointing.DEFAULT_KEEP})")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels (TensorFlow's op determinism, PyTorch's deterministic algorithms): "
+                        "a run stopped and resumed at any step ends with the same weights as one never stopped")
     # tf.distribute (training/distribute.py); --batch-size is then the global batch, split between the replicas.
     p.add_argument("--strategy", choices=distribute.STRATEGIES, default="none",
                    help="TensorFlow backend only: mirrored (all local GPUs) or multiworker (several machines, "
@@ -62,10 +74,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     outcome = session.run(parse_args(argv))
-    if outcome.interrupted:
-        print(f"\ninterrupted: weights saved in {outcome.run_dir}; continue with\n"
-              f"  python train.py -m {outcome.model} --resume --run-dir {outcome.run_dir}")
-        return 130
+    if outcome.stopped_by is not None:
+        print(f"\nstopped by {signal_name(outcome.stopped_by)}: checkpoint saved in {outcome.run_dir} "
+              f"(step {outcome.step}); continue with\n"
+              f"  python train.py -m {outcome.model} --resume --run-dir {outcome.run_dir}", flush=True)
+        return 128 + outcome.stopped_by
     if not outcome.chief:   # its run folder is temporary (distribute.worker_run_dir)
         print(f"done: {outcome.epochs_done} epoch(s); the chief worker saved the run")
         return 0

@@ -27,6 +27,13 @@ def run_script(*args, expect: int = 0, timeout: int = 900) -> subprocess.Complet
     return result
 
 
+def progress(run_dir) -> tuple[int, int]:
+    """(epochs done, global step) of a run's current checkpoint."""
+    from core import runs
+    state = runs.load_state(Path(run_dir))
+    return state["epoch"], state["step"]
+
+
 def trained_run(tmp_path_factory, model: str, logs: bool = False) -> Path:
     """A one-step run of ``model`` in <session tmp>/runs/<model>/r1, trained once per test session.
 
@@ -34,7 +41,7 @@ def trained_run(tmp_path_factory, model: str, logs: bool = False) -> Path:
     """
     base = tmp_path_factory.getbasetemp()
     run_dir = base / "runs" / model / "r1"
-    if not (run_dir / "model.weights.h5").exists():
+    if not (run_dir / "checkpoints").exists():
         args = ["train.py", "-m", model, "--epochs", "1", "--steps", "1", "--limit", "16", "--seed", "1",
                 "--run-dir", run_dir]
         args += ["--log-dir", base / "logs" / model / "r1"] if logs else ["--no-logs"]

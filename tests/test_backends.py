@@ -135,7 +135,8 @@ for name in MODEL_NAMES:
             r["optimizer_steps"] = int(keras.ops.convert_to_numpy(again.combined.optimizer.iterations))
             pairs = [(built.generator, again.generator), (built.discriminator, again.discriminator)]
         else:
-            built.save_weights(runs.weights_file(run_dir))
+            from training import fit
+            fit.save_checkpoint(built, run_dir, {"epoch": 1, "step": 1})
             runs.load_weights(again, run_dir)
             r["optimizer_steps"] = int(keras.ops.convert_to_numpy(again.optimizer.iterations))
             pairs = [(built, again)]

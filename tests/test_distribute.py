@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 
 from training import distribute
-from core import tblog
+from core import checkpoints, runs, tblog
 from conftest import ROOT, SAMPLE
 
 LOSS_RTOL = 1e-4
@@ -120,7 +120,7 @@ def test_multiworker_needs_tf_config_and_a_seed(monkeypatch):
 def test_a_non_chief_writes_into_a_temporary_copy_of_the_checkpoint(tmp_path, monkeypatch):
     run = tmp_path / "run"
     (run / "samples").mkdir(parents=True)
-    for name in ("config.json", "state.json", "model.weights.h5", "combined.optimizer.npz"):
+    for name in ("config.json", "state.json", "model.weights.h5", "combined.optimizer.npz"):   # the older layout
         (run / name).write_text(name)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     monkeypatch.setattr(distribute, "REMOVE_WORKER_DIRS", False)
@@ -129,6 +129,11 @@ def test_a_non_chief_writes_into_a_temporary_copy_of_the_checkpoint(tmp_path, mo
     assert copy != run and copy.parent == tmp_path
     assert sorted(p.name for p in copy.iterdir()) == ["combined.optimizer.npz", "config.json", "model.weights.h5",
                                                       "state.json"]
+    # checkpoints/: the current checkpoint is copied, verified as the chief would read it
+    checkpoints.write(run, 7, {"epoch": 1, "step": 7}, {"model.weights.h5": lambda p: p.write_bytes(b"w7")})
+    copy = distribute.worker_run_dir(run, chief=False)
+    found = runs.current_checkpoint(copy)
+    assert not found.legacy and found.step == 7 and found.file("model.weights.h5").read_bytes() == b"w7"
 
 
 # ---- two workers on localhost --------------------------------------------------
@@ -216,8 +221,9 @@ def test_two_workers_match_one_process(model, tmp_path):
         "strategy": "multiworker", "replicas": 2, "workers": 2, "global_batch_size": 8, "batch_size_per_replica": 4}
 
     # Both workers end with identical weights (and BatchNorm statistics and optimizer state).
+    chief_checkpoint, other_checkpoint = runs.current_checkpoint(chief_dir), runs.current_checkpoint(Path(other_dir))
     for name in WEIGHT_FILES[model]:
-        chief, other = _arrays(chief_dir / name), _arrays(Path(other_dir) / name)
+        chief, other = _arrays(chief_checkpoint.file(name)), _arrays(other_checkpoint.file(name))
         assert chief.keys() == other.keys() and chief, name
         different = [k for k in chief if not np.array_equal(chief[k], other[k])]
         assert not different, f"{name}: the workers differ in {different[:5]}"

@@ -1,6 +1,8 @@
 """The GAN (models/gan.py) and its manual training loop (gan_loop.py), incl. Keras 3 pitfalls 1-3."""
 import io
 import json
+import os
+import signal
 
 import keras
 import numpy as np
@@ -10,7 +12,8 @@ from PIL import Image
 from training import gan_loop
 from core import runs
 from core import tblog
-from conftest import SAMPLE, run_script as run
+from conftest import SAMPLE, progress, run_script as run
+from core.stopping import Stopped
 from dataset import CifarGenerator, load_images
 from inference import Colorizer
 from models import build_model
@@ -146,9 +149,11 @@ def test_checkpoint_and_resume(rgb, images, tmp_path):
     writer = tblog.SummaryWriter(config["log_dir"])
     assert gan_loop.train(rgb, config, run_dir, images, samples, writer, {"epoch": 0, "step": 0}) == 1
     writer.close()
-    assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 1, "step": 2}
-    for name in ("generator.weights.h5", "discriminator.weights.h5", "combined.optimizer.npz", "summary.txt",
-                 "samples/step-0000001.jpg", "samples/step-0000002.jpg", "samples/epoch-001.jpg"):
+    checkpoint = runs.current_checkpoint(run_dir)
+    assert (checkpoint.state["epoch"], checkpoint.state["step"]) == (1, 2)
+    for name in ("generator.weights.h5", "discriminator.weights.h5", "combined.optimizer.npz"):
+        assert checkpoint.file(name).exists(), name
+    for name in ("summary.txt", "samples/step-0000001.jpg", "samples/step-0000002.jpg", "samples/epoch-001.jpg"):
         assert (run_dir / name).exists(), name
     assert np.asarray(Image.open(run_dir / "samples" / "epoch-001.jpg")).shape == (4 * 64, 3 * 64, 3)
 
@@ -161,7 +166,7 @@ def test_checkpoint_and_resume(rgb, images, tmp_path):
     # a fresh build restores G, D (with its optimizer) and the combined optimizer
     fresh = build_model("gan", image_size=32, color_space="rgb")
     state = gan_loop.restore_checkpoint(fresh, run_dir)
-    assert state == {"epoch": 1, "step": 2}
+    assert (state["epoch"], state["step"], state["batch"]) == (1, 2, 0)
     for a, b in ((fresh.generator, rgb.generator), (fresh.discriminator, rgb.discriminator)):
         assert not any(changed(weights(a), weights(b)))
     for a, b in ((fresh.discriminator.optimizer, rgb.discriminator.optimizer),
@@ -175,7 +180,7 @@ def test_checkpoint_and_resume(rgb, images, tmp_path):
     writer = tblog.SummaryWriter(config["log_dir"])
     assert gan_loop.train(fresh, config, run_dir, images, samples, writer, state) == 2
     writer.close()
-    assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 2, "step": 4}
+    assert progress(run_dir) == (2, 4)
     scalars = tblog.read_scalars(config["log_dir"])["train"]
     assert [s for s, _ in scalars["g_loss"]] == [1, 2, 3, 4]
     assert [s for s, _ in scalars["epoch_d_loss"]] == [1, 2]
@@ -183,27 +188,27 @@ def test_checkpoint_and_resume(rgb, images, tmp_path):
     assert (run_dir / "samples" / "step-0000004.jpg").exists() and (run_dir / "samples" / "epoch-002.jpg").exists()
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_keeps_counting(rgb, images, tmp_path, monkeypatch):
+def test_ctrl_c_saves_a_checkpoint_after_the_step_and_resume_continues_there(rgb, images, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    config = make_config(run_dir, sample_every=0)
+    config = make_config(run_dir, sample_every=0)                 # 2 steps per epoch
     real_step, calls = gan_loop.train_step, []
 
-    def interrupted_on_second_step(*args):
+    def ctrl_c_during_the_first_step(*args):
         calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)                   # as Ctrl-C: the step still completes
         return real_step(*args)
 
-    monkeypatch.setattr(gan_loop, "train_step", interrupted_on_second_step)
+    monkeypatch.setattr(gan_loop, "train_step", ctrl_c_during_the_first_step)
     samples = SampleBatch.take(images, None, n=2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Stopped) as stopped:
         gan_loop.train(rgb, config, run_dir, images, samples, None, {"epoch": 0, "step": 0})
-    assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 0, "step": 1, "interrupted": True}
-    assert runs.weights_file(run_dir, "generator").exists()
+    assert stopped.value.exit_code == 130 and len(calls) == 1
+    state = runs.load_state(run_dir)
+    assert (state["epoch"], state["step"], state["batch"]) == (0, 1, 1)   # one step of epoch 1 done
 
-    monkeypatch.setattr(gan_loop, "train_step", real_step)
-    assert gan_loop.train(rgb, config, run_dir, images, samples, None, runs.load_state(run_dir)) == 1
-    assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 1, "step": 3}   # epoch 1 redone
+    assert gan_loop.train(rgb, config, run_dir, images, samples, None, {"epoch": 0, "step": 0}) == 1
+    assert len(calls) == 2 and progress(run_dir) == (1, 2)     # the second batch only, not epoch 1 again
 
 
 def test_lab_variant(images):
@@ -270,7 +275,7 @@ def test_train_and_predict_scripts(color_space, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model_options"] == {"image_size": 32, "color_space": color_space, "precision": "float32"}
     assert config["jit"] == "auto"
-    assert json.loads((run_dir / "state.json").read_text()) == {"epoch": 1, "step": 2}
+    assert progress(run_dir) == (1, 2)
     assert (run_dir / "samples" / "epoch-001.jpg").exists()
     assert [s for s, _ in tblog.read_scalars(tmp_path / "logs")["train"]["d_loss"]] == [1, 2]
 

@@ -4,6 +4,8 @@
   create or resume the run folder, load the data and priors, build the model, hand it to a trainer.
 - ``fit``: training of the models that use ``model.fit`` (checkpoints, samples, logs per epoch).
 - ``gan_loop``: the conditional GAN's ``train_on_batch`` loop.
+- ``checkpointing``: when both trainers save (epoch ends, ``--save-every``, stop signals), what a
+  checkpoint's state says and where a resumed run continues (the exact batch).
 - ``distribute``: ``--strategy`` (tf.distribute strategies, synchronized BatchNorm, the chief).
 
 May import: ``core``, ``dataset``, ``priors``, ``models``, ``inference``.

@@ -52,6 +52,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from core import checkpoints, runs
 from core.replicas import num_replicas, shard_batch  # noqa: F401  (re-exported for the training loops)
 
 STRATEGIES = ("none", "mirrored", "multiworker")
@@ -195,9 +196,12 @@ def worker_run_dir(run_dir: Path | None, chief: bool) -> Path | None:
     task_type, index = task()
     tmp = Path(tempfile.mkdtemp(prefix=f"colorize-{task_type or 'worker'}{index}-"))
     if run_dir is not None and Path(run_dir).is_dir():
-        for path in Path(run_dir).iterdir():
+        for path in Path(run_dir).iterdir():   # config.json (and an older layout's weights and state)
             if path.is_file() and path.suffix in (".h5", ".npz", ".json"):
                 shutil.copy2(path, tmp / path.name)
+        current = runs.current_checkpoint(Path(run_dir), announce=False)
+        if current is not None and not current.legacy:
+            shutil.copytree(current.path, tmp / checkpoints.FOLDER / current.path.name)
     if REMOVE_WORKER_DIRS:
         atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     return tmp

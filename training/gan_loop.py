@@ -7,8 +7,9 @@ discriminator answer 1, plus 100 x the L1 distance to the real colors.
 Every step logs ``g_loss`` (total), ``g_adv`` (least-squares term), ``g_l1`` (mean absolute error,
 unweighted), ``d_loss`` and ``d_acc`` to TensorBoard (``train`` subfolder); every
 ``sample_every`` steps and at each epoch end a sample grid goes to ``run_dir/samples`` and
-TensorBoard. Each epoch end and Ctrl-C save a checkpoint, from which ``train.py --resume``
-continues (epoch and global step).
+TensorBoard. Each epoch end, every ``--save-every`` steps, and a stop signal (SIGTERM, Ctrl-C,
+SIGHUP: at the next step boundary) save a checkpoint (training.checkpointing), from which
+``train.py --resume`` continues at the exact batch where it stopped.
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core import runs
+from core import checkpoints, faults, runs
 from core.grids import save_image
 from dataset import CifarGenerator
 from inference import Colorizer, data_color_space
-from training import distribute
+from training import checkpointing, distribute
 
 SAMPLE_TAG = "samples [gray | generated | original]"
 COMBINED_OPTIMIZER_FILE = "combined.optimizer.npz"
@@ -80,13 +81,19 @@ def train_step(models, real: np.ndarray, condition: np.ndarray, strategy=None) -
 
 # ---- checkpoints -------------------------------------------------------------
 
-def save_checkpoint(models, run_dir: Path, state: dict) -> None:
-    """G and D weights (D's file holds its optimizer state too), the combined optimizer, progress."""
-    models.generator.save_weights(runs.weights_file(run_dir, "generator"))
-    models.discriminator.save_weights(runs.weights_file(run_dir, "discriminator"))
+def checkpoint_writers(models) -> dict:
+    """The files of one GAN checkpoint: G's and D's weights (D's file holds its optimizer state too) and
+    the combined model's optimizer (G's Adam), which Keras cannot store with a model it does not own."""
+    writers = {"generator.weights.h5": models.generator.save_weights,
+               "discriminator.weights.h5": models.discriminator.save_weights}
     if models.combined.optimizer.built:
-        runs.save_optimizer(models.combined.optimizer, run_dir / COMBINED_OPTIMIZER_FILE)
-    runs.save_json(run_dir / "state.json", state)
+        writers[COMBINED_OPTIMIZER_FILE] = lambda path: runs.save_optimizer(models.combined.optimizer, path)
+    return writers
+
+
+def save_checkpoint(models, run_dir: Path, state: dict, keep: int = checkpointing.DEFAULT_KEEP) -> None:
+    """One checkpoint of the GAN (core.checkpoints: written whole or not at all) with ``state``."""
+    checkpoints.write(Path(run_dir), int(state["step"]), state, checkpoint_writers(models), keep=keep)
 
 
 def build_for_sharded_batches(models, real: np.ndarray, condition: np.ndarray) -> None:
@@ -105,15 +112,20 @@ def build_for_sharded_batches(models, real: np.ndarray, condition: np.ndarray) -
     models.combined.test_on_batch(condition[:1], [valid, real[:1]])
 
 
-def restore_checkpoint(models, run_dir: Path) -> dict:
-    runs.load_weights(models.generator, run_dir, "generator")
+def restore_checkpoint(models, source) -> dict:
+    """Load a checkpoint (a core.checkpoints.Checkpoint, or a run folder's current one) into the GAN;
+    returns its state. RunError (one line) if there is none or it does not fit."""
+    checkpoint = source if isinstance(source, checkpoints.Checkpoint) else runs.current_checkpoint(source)
+    if checkpoint is None:
+        raise runs.RunError(f"{source}: no checkpoint to restore")
+    runs.load_weights(models.generator, checkpoint.path, "generator", checkpoint)
     # runs.load_weights builds D's optimizer on D.trainable_variables: empty while D is frozen.
     set_discriminator_trainable(models, True)
-    runs.load_weights(models.discriminator, run_dir, "discriminator")
+    runs.load_weights(models.discriminator, checkpoint.path, "discriminator", checkpoint)
     set_discriminator_trainable(models, False)   # combined's variables = G's (its first-use list)
     runs.load_optimizer(models.combined.optimizer, models.combined.trainable_variables,
-                        run_dir / COMBINED_OPTIMIZER_FILE)
-    return runs.load_state(run_dir)
+                        checkpoint.file(COMBINED_OPTIMIZER_FILE))
+    return dict(checkpoint.state)
 
 
 # ---- samples and progress ------------------------------------------------------
@@ -159,33 +171,39 @@ def _write_summary(models, run_dir: Path) -> None:
 # ---- the loop ----------------------------------------------------------------
 
 def train(models, config: dict, run_dir: Path, train_data, samples, writer, state: dict, strategy=None) -> int:
-    """Train up to config['epochs']; returns the number of epochs done. Ctrl-C saves and re-raises.
+    """Train up to config['epochs']; returns the number of epochs done.
 
-    ``strategy``: see train_step (each replica trains on its slice of every global batch).
+    Continues from the run folder's current checkpoint if it has one (``state`` is then ignored),
+    at the exact batch where it was saved. A SIGTERM, SIGINT or SIGHUP saves a checkpoint at the
+    next step boundary and raises core.stopping.Stopped. ``strategy``: see train_step (each replica
+    trains on its slice of every global batch).
     """
     run_dir = Path(run_dir)
-    if runs.weights_file(run_dir, "generator").exists():   # --resume (also after Ctrl-C in epoch 1)
-        state = restore_checkpoint(models, run_dir)
+    found = runs.current_checkpoint(run_dir)
+    if found is not None:   # --resume (also after a stop inside epoch 1)
+        state = restore_checkpoint(models, found)
         print(f"resuming after epoch {state['epoch']} (step {state['step']})")
     _write_summary(models, run_dir)
-    epoch, step = int(state.get("epoch", 0)), int(state.get("step", 0))
-    start_step = step
 
     gen = CifarGenerator(train_data, config["batch_size"], data_color_space(config), shuffle=True,
-                         seed=config["seed"] + epoch)
-    steps = len(gen) if not config.get("steps_per_epoch") else min(len(gen), config["steps_per_epoch"])
+                         seed=config["seed"])
+    steps = checkpointing.steps_per_epoch(config, len(gen))
+    epoch, step, batch = checkpointing.position(state, steps)
+    saver = checkpointing.Saver(run_dir, config, steps, lambda: checkpoint_writers(models),
+                                saved_step=None if found is None else found.step)
     sample_every = int(config.get("sample_every") or 0)
     progress = Progress()
     if distribute.num_replicas(strategy) > 1:   # sharded steps need the compiled state built first
         build_for_sharded_batches(models, *gen[0])
-    try:
+    with checkpointing.graceful_stop() as stop:
         while epoch < config["epochs"]:
             sums: dict[str, float] = {}
             t0 = time.perf_counter()
             images = 0
-            for i in range(steps):
+            for i in range(batch, steps):
+                # Batch i of this epoch's order (a function of seed and epoch: the same after a resume).
                 # CifarGenerator only slices pre-encoded arrays: no prefetching needed.
-                real, condition = gen[i]
+                real, condition = gen.epoch_batch(epoch, i)
                 losses = train_step(models, real, condition, strategy)
                 step += 1
                 images += len(real)
@@ -198,17 +216,14 @@ def train(models, config: dict, run_dir: Path, train_data, samples, writer, stat
                                 images / max(time.perf_counter() - t0, 1e-9))
                 if sample_every and step % sample_every == 0:
                     write_samples(models, config, run_dir, samples, writer, f"step-{step:07d}.jpg", step)
+                faults.pause("train-step")   # tests: a kill or signal between two steps
+                saver.after_step(epoch, step, stop)
+            done_here = steps - batch   # steps of this epoch run in this session (all, unless resumed in it)
+            batch = 0
             epoch += 1
-            gen.on_epoch_end()   # a manual loop reshuffles itself (pitfall 4)
             if writer is not None:
                 for k, v in sums.items():
-                    writer.scalar(f"epoch_{k}", v / steps, epoch, "train")
+                    writer.scalar(f"epoch_{k}", v / max(done_here, 1), epoch, "train")
             write_samples(models, config, run_dir, samples, writer, f"epoch-{epoch:03d}.jpg", step)
-            save_checkpoint(models, run_dir, {"epoch": epoch, "step": step})
-    except KeyboardInterrupt:
-        # Keep the weights of the interrupted epoch; count only finished epochs, but every step done,
-        # so the logs of a resumed run continue after the last step written.
-        if step > start_step:
-            save_checkpoint(models, run_dir, {"epoch": epoch, "step": step, "interrupted": True})
-        raise
+            saver.after_epoch(epoch, step, stop)
     return epoch

@@ -1,8 +1,9 @@
 """One training session: what ``train.py`` does once its arguments are parsed.
 
 Resolves the configuration of a new run (every default made explicit) or reloads a run to resume,
-creates the run folder, loads the data (and the fusion priors), builds the model under the
-``--strategy`` and hands it to the ``fit`` trainer or the GAN loop.
+creates the run folder and takes its lock (one writer per run folder), loads the data (and the
+fusion priors), builds the model under the ``--strategy`` and hands it to the ``fit`` trainer or
+the GAN loop, which continue from the run's newest complete checkpoint (training.checkpointing).
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from pathlib import Path
 import keras
 
 from core import runs
+from core.stopping import Stopped
 from core.tblog import SummaryWriter
 from dataset import CifarGenerator, ImageSet, load_data
 from inference import data_color_space
 from models import build_model, get_spec, set_jit
-from training import distribute
+from training import checkpointing, distribute
 
 # --mixed-precision value -> Keras dtype policy (models.PRECISIONS), recorded in config.json
 MIXED_PRECISION = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -33,16 +35,18 @@ class Outcome:
     epochs_done: int
     chief: bool
     log_dir: str | None
-    interrupted: bool = False
+    stopped_by: int | None = None   # the signal that stopped training (a checkpoint was saved first)
+    step: int = 0                   # the global step of the run's current checkpoint
 
 
 def run(args) -> Outcome:
     """Train (or resume) as ``train.py``'s parsed arguments ask; progress goes to stdout.
 
-    Ctrl-C saves the weights of the epoch in progress and returns with ``interrupted`` set.
+    A SIGTERM, SIGINT or SIGHUP saves a checkpoint at the next step boundary and returns with
+    ``stopped_by`` set. The chief process holds the run folder's lock (one writer per run folder).
     """
     spec = get_spec(args.model)
-    config, run_dir, state = prepare_run(args)
+    config, run_dir = prepare_run(args)
     # --strategy: created before TensorFlow starts its runtime (MultiWorkerMirroredStrategy needs that).
     strategy = distribute.create_strategy(
         args.strategy, config["batch_size"] if config else args.batch_size or 32,
@@ -52,17 +56,33 @@ def run(args) -> Outcome:
         train = load_data(args.data, args.split, args.image_size, args.limit)
         val = load_val(args, args.data is not None, args.image_size)
         config = new_config(args, spec, train, val)
-        run_dir = runs.new_run_dir(spec.name, args.run_dir) if chief else distribute.worker_run_dir(None, chief)
+        if chief:
+            run_dir = runs.new_run_dir(spec.name, args.run_dir)
+            runs.lock(run_dir)
+            if (run_dir / "config.json").exists():   # another train.py created the run in the meantime
+                raise runs.RunError(f"{run_dir} already holds a run; continue it with --resume, or choose a new "
+                                    "--run-dir")
+        else:
+            run_dir = distribute.worker_run_dir(None, chief)
         config["run_dir"] = str(run_dir)
         config["log_dir"] = None if args.no_logs else str(args.log_dir or runs.LOGS_DIR / spec.name / run_dir.name)
     else:
+        if chief:
+            runs.lock(run_dir)   # before reading its checkpoint: no other writer can change it now
         train = _reload(config["data"], config["model_options"]["image_size"])
         val = _reload(config["val_data"], config["model_options"]["image_size"]) if config["val_data"] else None
         run_dir = distribute.worker_run_dir(run_dir, chief)   # a non-chief: a temporary copy of the checkpoint
     config["distribute"] = distribute.describe(args.strategy, strategy, config["batch_size"])   # this session's
     config["logs"] = config["logs"] and chief
     runs.save_json(run_dir / "config.json", config)
-    keras.utils.set_random_seed(config["seed"] + state["epoch"])   # a resumed run continues reproducibly
+    # The initial weights (a run stopped before its first checkpoint restarts from the same ones); nothing
+    # else draws random numbers: the batch order is a function of seed and epoch (dataset.epoch_order).
+    keras.utils.set_random_seed(config["seed"])
+    if config.get("deterministic"):
+        _deterministic_kernels()
+    state = runs.load_state(run_dir)
+    if args.resume and runs.current_checkpoint(run_dir, announce=False) is None:
+        print("no checkpoint yet: training from the start")
 
     _precision_note(config["model_options"].get("precision", "float32"))
     print(f"model {spec.name}: {len(train)} training images ({config['data']['description']}), "
@@ -71,12 +91,30 @@ def run(args) -> Outcome:
     writer = SummaryWriter(config["log_dir"]) if config["logs"] else None
     try:
         outcome.epochs_done = _train(spec, config, run_dir, train, val, state, writer, strategy)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
+    except Stopped as stopped:
+        outcome.stopped_by = stopped.signum
+        outcome.epochs_done = runs.load_state(run_dir)["epoch"]
     finally:
         if writer is not None:
             writer.close()
+    outcome.step = runs.load_state(run_dir)["step"]
     return outcome
+
+
+def _deterministic_kernels() -> None:
+    """--deterministic: kernels that give the same result on every run of the same inputs.
+
+    TensorFlow: op determinism (it also refuses ops that have no deterministic kernel). PyTorch:
+    deterministic algorithms. JAX: nothing to switch on the CPU (XLA's CPU kernels measured
+    deterministic here); on a GPU set XLA_FLAGS=--xla_gpu_deterministic_ops=true before starting.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+        torch.use_deterministic_algorithms(True)
 
 
 def new_config(args, spec, train, val) -> dict:
@@ -94,6 +132,9 @@ def new_config(args, spec, train, val) -> dict:
         "steps_per_epoch": args.steps,
         "seed": args.seed if args.seed is not None else random.SystemRandom().randrange(2**31),
         "jit": args.jit or "auto",
+        "deterministic": bool(args.deterministic),
+        "save_every": args.save_every,
+        "keep": args.keep or checkpointing.DEFAULT_KEEP,
         "logs": not args.no_logs,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(sys.argv),
@@ -125,8 +166,12 @@ def load_val(args, train_path_given: bool, image_size: int):
 
 
 def prepare_run(args):
-    """(config, run_dir, initial state) for a new run or a resumed one."""
+    """(config, run_dir) of the run to resume; (None, None) for a new run."""
     spec = get_spec(args.model)
+    for option in ("save_every", "keep"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            raise runs.RunError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     if args.resume:
         run_dir = args.run_dir or runs.latest_run(spec.name)
         config = runs.load_config(run_dir)
@@ -136,13 +181,18 @@ def prepare_run(args):
             config["epochs"] = args.epochs
         if args.jit is not None:   # a speed setting: may change between sessions (e.g. on a GPU)
             config["jit"] = args.jit
+        for option in ("save_every", "keep"):   # when to save: may change too
+            if getattr(args, option, None) is not None:
+                config[option] = getattr(args, option)
+        if getattr(args, "deterministic", False):
+            config["deterministic"] = True
         recorded = config["model_options"].get("precision", "float32")
         if args.mixed_precision is not None and MIXED_PRECISION[args.mixed_precision] != recorded:
             # The optimizer state differs (a loss-scale optimizer under float16): keep the run's choice.
             raise runs.RunError(f"{run_dir} was trained with precision {recorded}; --resume keeps it "
                                 "(drop --mixed-precision, or start a new run)")
-        return config, Path(run_dir), runs.load_state(Path(run_dir))
-    return None, None, {"epoch": 0, "step": 0}
+        return config, Path(run_dir)
+    return None, None
 
 
 def _precision_note(precision: str) -> None:
@@ -194,15 +244,16 @@ def _train_model(spec, config, run_dir, train, val, state, writer, strategy, sam
 
     color_space = data_color_space(config)
     train_gen = CifarGenerator(train, config["batch_size"], color_space, shuffle=True, prior=train_prior,
-                               seed=config["seed"] + state["epoch"])
+                               seed=config["seed"])
     val_gen = None if val is None else CifarGenerator(val, config["batch_size"], color_space, shuffle=False,
                                                       prior=val_prior)
-    if runs.weights_file(run_dir).exists():   # --resume (also after a Ctrl-C inside epoch 1)
-        state = trainer.restore_checkpoint(built, run_dir)
-        print(f"resuming after epoch {state['epoch']}")
+    found = runs.current_checkpoint(run_dir)
+    if found is not None:   # --resume (also after a stop inside epoch 1)
+        state = trainer.restore_checkpoint(built, found)
+        print(f"resuming after epoch {state['epoch']} (step {state['step']})")
     _write_summary(built, run_dir)
-    return trainer.fit(built, config, run_dir, train_gen, val_gen, samples, state["epoch"], writer,
-                       config.get("steps_per_epoch"))
+    return trainer.fit(built, config, run_dir, train_gen, val_gen, samples, state, writer,
+                       None if found is None else found.step)
 
 
 def _write_summary(model, run_dir: Path) -> None:
