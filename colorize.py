@@ -10,7 +10,8 @@ Color inputs are turned gray first, so the model only sees L.
 
 Bad inputs (missing, not an image, truncated, above MAX_PIXELS, decompression bombs) are reported
 one per line, naming the file; the others are still processed. Exit status: 0 when every file
-was colorized, 1 when any failed, 2 for usage errors (bad options, no usable run).
+was colorized, 1 when any failed, 2 for usage errors (bad options, no usable run). SIGTERM, SIGINT
+(Ctrl-C) or SIGHUP stop after the image in progress, keeping every output written (128 + signal).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from PIL import Image
 from cli.errors import run_main
 from cli.options import add_model_arg
 from core import runs
+from core.stopping import GracefulStop, signal_name
 from dataset import CLASS_NAMES, MAX_PIXELS
 from inference import Colorizer, MissingLabelError, photos
 from models import get_spec
@@ -66,8 +68,13 @@ def main(argv=None) -> int:
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     label = None if args.label is None or spec.prior != "label" else CLASS_NAMES.index(args.label)
-    n_done, failed = photos.colorize_files(colorizer, jobs, label, args.compare)
+    with GracefulStop("stopping after the current image (the images written so far are complete)") as stop:
+        n_done, failed = photos.colorize_files(colorizer, jobs, label, args.compare, stop)
     errors += failed
+    if stop.requested:
+        print(f"interrupted by {signal_name(stop.signum)}: colorized {n_done} of {len(jobs)} image(s) into "
+              f"{args.out} (each one complete); run the command again for the rest")
+        return 128 + stop.signum
     print(f"colorized {n_done} of {len(jobs)} image(s) with {run_dir} into {args.out}"
           + (f"; {len(errors)} error(s), listed above" if errors else ""))
     return 1 if errors else 0

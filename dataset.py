@@ -4,7 +4,9 @@ Sources (detected automatically by :func:`load_images`):
 
 1. A folder of images named as in the original project, ``img-<index>-<label>.png``
    (label = CIFAR-10 class name); any other image file is read with an unknown label.
-   Sub-folders are searched too; files that are not images are ignored.
+   Sub-folders are searched too; files that are not images are ignored. A file that cannot be
+   read, and a class name that is not CIFAR-10's, each give one warning line naming the file: the
+   file is skipped, the image is read without a label; the other files are used.
 2. A CIFAR-10 "python version" batch folder (``data_batch_1`` ... ``data_batch_5``,
    ``test_batch``, ``batches.meta``), such as a real download or
    ``../shared/data/cifar10-subset``.
@@ -32,13 +34,14 @@ import sys
 import tarfile
 import urllib.error
 import urllib.request
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core import colorspace
 
@@ -54,6 +57,10 @@ DEFAULT_DATA_DIR = ROOT / "data" / "cifar-10-batches-py"   # where `download` un
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"   # published on the CIFAR-10 page
+
+# Pillow warns about damaged EXIF blocks while reading them; decode_rgb ignores a damaged EXIF block
+# anyway (the pixels are kept as stored), so the warning would only add noise to a one-line report.
+warnings.filterwarnings("ignore", message=r"(Possibly )?[Cc]orrupt EXIF", category=UserWarning, module="PIL")
 
 # img-<index>-<label>.<ext>; only the file's own name is parsed, never its folders.
 _NAME_PATTERN = re.compile(r"^img-(\d+)-([^.]+)\.[A-Za-z]+$")
@@ -171,16 +178,28 @@ class _CifarUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _batch_arrays(batch, file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(data (N, 3072) uint8, labels (N,) int64 in 0..9) of an unpickled batch; DataError if it is not one."""
+    try:
+        data = np.asarray(batch[b"data"])
+        lab = np.asarray(batch[b"labels"])
+        ok = (data.ndim == 2 and data.shape[1] == 3 * 32 * 32 and lab.shape == (len(data),)
+              and np.issubdtype(data.dtype, np.integer) and np.issubdtype(lab.dtype, np.integer)
+              and data.min(initial=0) >= 0 and data.max(initial=0) <= 255
+              and lab.min(initial=0) >= 0 and lab.max(initial=0) < len(CLASS_NAMES))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        ok = False
+    if not ok:
+        raise DataError(f"{file}: not a CIFAR-10 batch file (b'data' must be N x 3072 bytes and b'labels' "
+                        "N class numbers 0-9); re-download it with `python dataset.py download`")
+    return data.astype(np.uint8), lab.astype(np.int64)
+
+
 def read_cifar_batches(path: Path, split: str = "train") -> ImageSet:
     images, labels, names = [], [], []
     for file in batch_files(path, split):
         batch = _unpickle_batch(file)
-        try:
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            lab = np.asarray(batch[b"labels"], dtype=np.int64)
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"{file}: not a CIFAR-10 batch file (no b'data'/b'labels'); "
-                            "re-download it with `python dataset.py download`") from None
+        data, lab = _batch_arrays(batch, file)
         # (N, 3072) = 1024 R, 1024 G, 1024 B, row-major -> (N, 32, 32, 3)
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(lab)
@@ -203,41 +222,142 @@ def _natural_key(rel: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(rel))]
 
 
-def read_image(file: Path, size: int) -> np.ndarray:
-    """Any Pillow image -> (size, size, 3) uint8 RGB.
+def open_image(path: Path) -> Image.Image:
+    """Open lazily (header only) and refuse images above MAX_PIXELS before any pixel is decoded.
 
-    Grayscale, palette and RGBA images are converted to RGB (alpha dropped). Other sizes are
-    resized with area averaging (Keras' ``target_size`` in the original used nearest neighbour,
-    which aliases when shrinking photos).
+    Pillow's own guard (``Image.MAX_IMAGE_PIXELS``; ``colorize.py`` sets it to MAX_PIXELS) raises
+    DecompressionBombError above twice that; below, our check gives the clearer message.
     """
     try:
-        with Image.open(file) as img:
-            if img.size[0] * img.size[1] > MAX_PIXELS:
-                raise DataError(f"{file}: {img.size[0]}x{img.size[1]} pixels, above the limit of "
-                                f"{MAX_PIXELS / 1e6:g} megapixels; downscale it or remove it from the folder")
-            if img.size != (size, size):
+        with warnings.catch_warnings():
+            # The warning Pillow gives between MAX_IMAGE_PIXELS and twice it: checked just below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{path}: refused, too many pixels ({err})") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image (Pillow cannot identify this file)") from None
+    except Exception as err:   # noqa: BLE001 -- OSError, or a parser's error on a damaged header
+        raise DataError(f"{path}: cannot open ({_one_line(err)})") from None
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        img.close()
+        raise DataError(f"{path}: {w}x{h} is {w * h / 1e6:.1f} megapixels, above the limit of "
+                        f"{MAX_PIXELS / 1e6:g}; downscale it first")
+    return img
+
+
+def decode_rgb(img: Image.Image, path: Path) -> Image.Image:
+    """Decode the pixels (any mode) into an 8-bit RGB image, EXIF orientation applied.
+
+    Any failure of Pillow's decoders (truncated or corrupt data raise OSError, SyntaxError,
+    EOFError, ValueError, struct.error... depending on the format) becomes one DataError line.
+    Animated images give their first frame; alpha is dropped.
+    """
+    try:
+        img.load()
+    except MemoryError:
+        raise DataError(f"{path}: not enough memory to decode this image") from None
+    except Exception as err:   # noqa: BLE001 -- only Pillow's decoding runs in this block
+        raise DataError(f"{path}: cannot decode this image ({_one_line(err)}); the file may be truncated "
+                        "or damaged") from None
+    try:
+        img = ImageOps.exif_transpose(img)   # as viewers show it (phone photos are often stored sideways)
+    except Exception:   # noqa: BLE001 -- damaged EXIF: the pixels are fine, keep them as stored
+        pass
+    try:
+        if img.mode.startswith("I") or img.mode == "F":
+            img = _wide_to_8bit(img)         # convert("RGB") would clip 16-bit values at 255
+        elif img.mode == "P" and "transparency" in img.info:
+            img = img.convert("RGBA")        # what Pillow asks for (it warns on a direct P -> RGB)
+        return img.convert("RGB")            # gray, palette, CMYK, alpha (dropped) -> RGB
+    except Exception as err:   # noqa: BLE001 -- a mode Pillow cannot turn into RGB, or late decoding
+        raise DataError(f"{path}: cannot convert this {img.mode} image to RGB ({_one_line(err)})") from None
+
+
+def _wide_to_8bit(img: Image.Image) -> Image.Image:
+    """16/32-bit integer or float gray -> 8-bit "L": 16-bit by 255/65535, floats in [0, 1] by 255.
+
+    Modes I;16* are 16-bit by definition; mode I (32-bit) is taken as 16-bit data when a value
+    exceeds 255 (how Pillow opens 16-bit PNGs and TIFFs), else as 8-bit values.
+    """
+    a = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        a = a * 255.0 if a.max(initial=0.0) <= 1.0 else a
+    elif img.mode.startswith("I;16") or a.max(initial=0.0) > 255:
+        a = a / 257.0   # 65535 / 255
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200] or type(err).__name__
+
+
+def read_image(file: Path, size: int) -> np.ndarray:
+    """Any image Pillow reads -> (size, size, 3) uint8 RGB; DataError (one line naming the file) if not.
+
+    Grayscale, 16-bit, palette, CMYK and RGBA images are converted to RGB (alpha dropped), EXIF
+    rotation applied. Other sizes are resized with area averaging (Keras' ``target_size`` in the
+    original used nearest neighbour, which aliases when shrinking photos).
+    """
+    with open_image(file) as img:
+        if img.size != (size, size):
+            try:
                 img.draft("RGB", (size, size))   # JPEG: decode at reduced scale, much faster
-            img = img.convert("RGB")
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.BOX if min(img.size) >= size else Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{file}: cannot read this image ({err}); delete or replace the file") from None
+            except Exception:   # noqa: BLE001 -- draft is only an optimization
+                pass
+        rgb = decode_rgb(img, file)
+    if rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.BOX if min(rgb.size) >= size else Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 def read_image_folder(path: Path, image_size: int = 32) -> ImageSet:
+    """Every readable image under ``path``; each unreadable one is skipped with a warning naming it."""
     files = image_files(path)
     if not files:
         raise DataError(f"{path}: no image files (.png, .jpg, ...) in this folder; point --data at a "
                         "folder of images or at a CIFAR-10 batch folder")
-    labels = np.array([parse_label(f) for f in files], dtype=np.int64)
     # Pillow releases the GIL while decoding large images, so threads decode photos in parallel; one
     # contiguous share of the files per thread (a task per file cost more than it saved on 32 px PNGs).
     workers = min(8, os.cpu_count() or 1, len(files))
     shares = [files[i * len(files) // workers:(i + 1) * len(files) // workers] for i in range(workers)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        decoded = list(pool.map(lambda share: [read_image(f, image_size) for f in share], shares))
-    return ImageSet(np.stack([im for share in decoded for im in share]), labels, [f.stem for f in files], str(path))
+        decoded = [item for share in pool.map(lambda share: [_try_read(f, image_size) for f in share], shares)
+                   for item in share]
+    problems = [str(item) for item in decoded if isinstance(item, DataError)]
+    good = [(f, im) for f, im in zip(files, decoded) if not isinstance(im, DataError)]
+    _warn(problems, "skipped")
+    if not good:
+        raise DataError(f"{path}: none of its {len(files)} image file(s) could be read (the first: "
+                        f"{problems[0]}); replace them, or point --data elsewhere")
+    labels, unlabeled = [], []
+    for f, _ in good:
+        try:
+            labels.append(parse_label(f))
+        except DataError as err:   # a name in the original pattern with an unknown class: keep the image
+            labels.append(-1)
+            unlabeled.append(str(err))
+    _warn(unlabeled, "read without a class label")
+    description = str(path) + (f" ({len(problems)} unreadable file(s) skipped)" if problems else "")
+    return ImageSet(np.stack([im for _, im in good]), np.array(labels, dtype=np.int64), [f.stem for f, _ in good],
+                    description)
+
+
+def _try_read(file: Path, size: int):
+    try:
+        return read_image(file, size)
+    except DataError as err:
+        return err
+
+
+def _warn(messages: list[str], outcome: str, most: int = 5) -> None:
+    """One warning line per problem, ``most`` at most, then how many more (a folder of 10,000 odd names
+    would otherwise bury everything else)."""
+    for message in messages[:most]:
+        print(f"warning: {message}; {outcome}", file=sys.stderr)
+    if len(messages) > most:
+        print(f"warning: ... and {len(messages) - most} more file(s) {outcome}", file=sys.stderr)
 
 
 def load_images(path: str | os.PathLike, split: str = "train", image_size: int = 32) -> ImageSet:

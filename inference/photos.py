@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import functools
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from core import colorspace
-from dataset import IMAGE_EXTENSIONS, MAX_PIXELS, image_files
+import dataset
+from core import colorspace, faults
+from core.stopping import GracefulStop
+from dataset import IMAGE_EXTENSIONS, MAX_PIXELS, DataError, image_files
 from inference.colorizer import Colorizer
 
 # dataset.MAX_PIXELS: inputs above it are refused before decoding (40 MP: 120 MB as uint8 RGB)
@@ -96,63 +97,20 @@ def compare_path(out: Path) -> Path:
 
 
 def open_image(path: Path) -> Image.Image:
-    """Open lazily (header only) and refuse images above MAX_PIXELS before any pixel is decoded.
-
-    Pillow's own guard (``Image.MAX_IMAGE_PIXELS``, set by ``colorize.py``'s main) raises
-    DecompressionBombError above twice that; below, our check gives the clearer message.
-    """
+    """Open lazily (header only), refusing images above MAX_PIXELS before any pixel is decoded
+    (dataset.open_image, the one image reader of the project)."""
     try:
-        with warnings.catch_warnings():
-            # The warning Pillow gives between MAX_IMAGE_PIXELS and twice it: checked just below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-    except Image.DecompressionBombError as err:
-        raise InputError(f"{path}: refused, too many pixels ({err})") from None
-    except Image.UnidentifiedImageError:
-        raise InputError(f"{path}: not an image (Pillow cannot identify this file)") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot open ({err.strerror or err})") from None
-    w, h = img.size
-    if w * h > MAX_PIXELS:
-        img.close()
-        raise InputError(f"{path}: {w}x{h} is {w * h / 1e6:.1f} megapixels, above the limit of "
-                         f"{MAX_PIXELS / 1e6:g}; downscale it first")
-    return img
+        return dataset.open_image(path)
+    except DataError as err:
+        raise InputError(str(err)) from None
 
 
 def _decode_rgb(img: Image.Image, path: Path) -> Image.Image:
-    """Decode the pixels (any mode) into an 8-bit RGB image, EXIF orientation applied.
-
-    Any failure of Pillow's decoders (truncated or corrupt data raise OSError, SyntaxError,
-    EOFError, ValueError, struct.error... depending on the format) becomes one InputError line.
-    """
+    """Decode the pixels (any mode) into an 8-bit RGB image, EXIF orientation applied (dataset.decode_rgb)."""
     try:
-        img.load()
-    except MemoryError:
-        raise InputError(f"{path}: not enough memory to decode this image") from None
-    except Exception as err:   # noqa: BLE001 -- only Pillow's decoding runs in this block
-        message = " ".join(str(err).split()) or type(err).__name__
-        raise InputError(f"{path}: cannot decode this image ({message}); the file may be truncated or damaged") from None
-    try:
-        img = ImageOps.exif_transpose(img)   # as viewers show it (phone photos are often stored sideways)
-    except Exception:   # noqa: BLE001 -- damaged EXIF: the pixels are fine, keep them as stored
-        pass
-    try:
-        if img.mode.startswith("I") or img.mode == "F":
-            img = _wide_to_8bit(img)         # convert("RGB") would clip 16-bit values at 255
-        return img.convert("RGB")            # gray, palette, CMYK, alpha (dropped) -> RGB
-    except (ValueError, OSError) as err:     # a mode Pillow cannot turn into RGB
-        raise InputError(f"{path}: cannot convert this {img.mode} image to RGB ({err})") from None
-
-
-def _wide_to_8bit(img: Image.Image) -> Image.Image:
-    """16/32-bit integer or float gray -> 8-bit "L": 16-bit scaled by 255/65535, floats in [0, 1] by 255."""
-    a = np.asarray(img, dtype=np.float64)
-    if img.mode == "F":
-        a = a * 255.0 if a.max(initial=0.0) <= 1.0 else a
-    elif a.max(initial=0.0) > 255:
-        a = a / 257.0   # 65535 / 255
-    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+        return dataset.decode_rgb(img, path)
+    except DataError as err:
+        raise InputError(str(err)) from None
 
 
 def read_small_gray(path: Path, size: int) -> np.ndarray:
@@ -303,12 +261,14 @@ def process(job: Job, compare: bool) -> list[Path]:
     return written
 
 
-def colorize_files(colorizer: Colorizer, jobs: list[Job], label: int | None,
-                   compare: bool) -> tuple[int, list[str]]:
+def colorize_files(colorizer: Colorizer, jobs: list[Job], label: int | None, compare: bool,
+                   stop: GracefulStop | None = None) -> tuple[int, list[str]]:
     """Colorize every job; returns (number colorized, error lines (already printed) of the files that failed).
 
     Pass 1 reads only the small gray inputs, so the model (and fusion_resnet's classifier) runs
-    once over all of them; pass 2 decodes one full-size image at a time.
+    once over all of them; pass 2 decodes one full-size image at a time. With ``stop`` (a
+    core.stopping.GracefulStop), a stop signal ends the work after the file in progress: every
+    output written so far is complete (save_png), and ``stop.requested`` tells the caller.
     """
     errors: list[str] = []
 
@@ -316,9 +276,14 @@ def colorize_files(colorizer: Colorizer, jobs: list[Job], label: int | None,
         errors.append(str(err))
         print(f"error: {err}", file=sys.stderr)
 
+    def stopping() -> bool:
+        return stop is not None and stop.requested
+
     ok: list[Job] = []
     small: list[np.ndarray] = []
     for job in jobs:
+        if stopping():
+            return 0, errors
         try:
             small.append(read_small_gray(job.source, colorizer.image_size))
             ok.append(job)
@@ -327,11 +292,16 @@ def colorize_files(colorizer: Colorizer, jobs: list[Job], label: int | None,
     if ok:
         for job, ab in zip(ok, predict_ab(colorizer, np.stack(small), label)):
             job.ab = ab
+    done = 0
     for job in ok:
+        if stopping():
+            break
         try:
             written = process(job, compare)
         except InputError as err:
             fail(err)
             continue
-        print(f"{job.source} -> {', '.join(map(str, written))}")
-    return len(jobs) - len(errors), errors
+        done += 1
+        print(f"{job.source} -> {', '.join(map(str, written))}", flush=True)
+        faults.pause("colorize-file")   # tests: a signal here arrives between two images
+    return done, errors

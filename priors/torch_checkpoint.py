@@ -231,6 +231,17 @@ def load_torch_state_dict(path) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     source = str(path)
+    try:
+        return _load(path, source)
+    except (CheckpointFormatError, UnsafeCheckpointError):
+        raise
+    except Exception as err:   # noqa: BLE001 -- a damaged file fails zipfile or the unpickler in many ways
+        message = " ".join(str(err).split())[:120]
+        raise CheckpointFormatError(f"{source}: not a readable PyTorch checkpoint ({type(err).__name__}: "
+                                    f"{message})") from None
+
+
+def _load(path: Path, source: str) -> dict[str, np.ndarray]:
     loader = _load_zip if zipfile.is_zipfile(path) else _load_legacy
     result = loader(path, source)
     if not isinstance(result, dict):
@@ -239,6 +250,6 @@ def load_torch_state_dict(path) -> dict[str, np.ndarray]:
     out = {}
     for name, value in result.items():
         if not isinstance(value, _PendingTensor):
-            raise CheckpointFormatError(f"{source}: entry {name!r} is not a tensor")
+            raise CheckpointFormatError(f"{source}: entry {' '.join(repr(name).split())[:80]} is not a tensor")
         out[str(name)] = _materialize(value, source, str(name))
     return out

@@ -33,13 +33,17 @@ def test_parse_label(name, label):
     assert parse_label(name) == label
 
 
-def test_unknown_class_name_is_an_error(tmp_path):
+def test_unknown_class_name_is_one_warning_and_the_image_is_kept(tmp_path, capsys):
     with pytest.raises(DataError, match=r"img-3-unicorn.png: unknown class name 'unicorn'"):
         parse_label("/x/img-3-unicorn.png")
     Image.new("RGB", (32, 32)).save(tmp_path / "img-0-cat.png")
     Image.new("RGB", (32, 32)).save(tmp_path / "img-1-2-cat.png")
-    with pytest.raises(DataError, match="img-1-2-cat.png: unknown class name '2-cat'"):
-        load_images(tmp_path)
+    data = load_images(tmp_path)
+    assert list(data.labels) == [3, -1]                               # kept, without a label
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "img-1-2-cat.png: unknown class name '2-cat'" in err
+    with pytest.raises(DataError, match="no class label .*img-1-2-cat"):   # only a label model minds
+        CifarGenerator(data, color_space="fusion")
 
 
 # ---- both sources, same arrays -----------------------------------------------
