@@ -129,8 +129,8 @@ def _flush_and_hash(path: Path) -> str:
     return digest
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _fsync(path: Path, flags: int = os.O_RDWR) -> None:
+    fd = os.open(path, flags)   # read-write: Windows flushes only handles opened for writing
     try:
         os.fsync(fd)
     finally:
@@ -140,7 +140,7 @@ def _fsync(path: Path) -> None:
 def _fsync_dir(path: Path) -> None:
     """Make a rename or a new entry in ``path`` durable (POSIX; Windows cannot open folders)."""
     try:
-        _fsync(path)
+        _fsync(path, os.O_RDONLY)
     except OSError:
         pass
 

@@ -172,8 +172,10 @@ def load_state(run_dir: Path) -> dict:
     return dict(found.state) if found is not None else {"epoch": 0, "step": 0}
 
 
-def weights_file(checkpoint: checkpoints.Checkpoint, part: str = "model") -> Path:
-    return checkpoint.file(f"{part}.weights.h5")
+def weights_file(where: checkpoints.Checkpoint | Path, part: str = "model") -> Path:
+    """``<part>.weights.h5`` in a checkpoint, or directly in a folder (the older run folder layout)."""
+    folder = where.path if isinstance(where, checkpoints.Checkpoint) else Path(where)
+    return folder / f"{part}.weights.h5"
 
 
 def load_weights(model, run_dir: Path, part: str = "model",

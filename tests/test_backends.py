@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import tblog
+from core import runs, tblog
 from conftest import ROOT, SHARED
 
 BACKENDS = ("jax", "torch")
@@ -234,12 +234,16 @@ def test_train_and_predict_scripts(backend, tmp_path):
     for png in sorted((ROOT / "data" / "sample" / "val").glob("*.png"))[:16]:   # 16 images: one batch
         shutil.copy(png, data)
     script = f"{_NO_TF}; import runpy; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    # 2 steps of 8, a checkpoint after each: the one inside the epoch needs the weights that JAX's fit
+    # keeps outside the model until the epoch ends (training.fit syncs them back before saving).
     run_backend(name, python, ["-c", script, "train.py", "-m", "unet", "--data", str(data), "--val-data", str(data),
-                               "--epochs", "1", "--batch-size", "16", "--seed", "1", "--run-dir", str(run_dir),
-                               "--log-dir", str(log_dir)])
+                               "--epochs", "1", "--batch-size", "8", "--save-every", "1", "--seed", "1",
+                               "--run-dir", str(run_dir), "--log-dir", str(log_dir)])
     config = json.loads((run_dir / "config.json").read_text())
     assert config["versions"]["backend"] == name and "tensorflow" not in config["versions"]
-    assert (run_dir / "model.weights.h5").is_file() and (run_dir / "samples" / "epoch-001.jpg").is_file()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000000001", "step-000000002"]
+    assert runs.current_checkpoint(run_dir).file("model.weights.h5").is_file()
+    assert (run_dir / "samples" / "epoch-001.jpg").is_file()
     scalars = tblog.read_scalars(log_dir)
     assert [s for s, _ in scalars["train"]["epoch_loss"]] == [1]
     assert np.isfinite(scalars["train"]["epoch_loss"][0][1])

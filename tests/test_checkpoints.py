@@ -203,18 +203,21 @@ def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_stale_lock(tmp_pa
 
 # ---- stop signals ---------------------------------------------------------------------------------
 
-def test_first_signal_asks_to_stop_and_the_second_takes_the_default_action(capfd):
+@pytest.mark.parametrize("signum", stopping.SIGNALS)
+def test_first_signal_asks_to_stop_and_the_second_takes_the_default_action(signum, capfd):
+    before = {s: signal.getsignal(s) for s in stopping.SIGNALS}
     with stopping.GracefulStop("finishing up") as stop:
         assert not stop.requested
         stop.check()
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
         time.sleep(0.01)                                               # the handler runs between bytecodes
-        assert stop.requested and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert stop.requested and all(signal.getsignal(s) == signal.SIG_DFL for s in stopping.SIGNALS)
         with pytest.raises(stopping.Stopped) as stopped:
             stop.check()
-    assert stopped.value.exit_code == 143 and str(stopped.value) == "stopped by SIGTERM"
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert "SIGTERM: finishing up; send it again to stop at once" in capfd.readouterr().err
+    name = signal.Signals(signum).name
+    assert stopped.value.exit_code == 128 + signum and str(stopped.value) == f"stopped by {name}"
+    assert {s: signal.getsignal(s) for s in stopping.SIGNALS} == before         # handlers restored
+    assert f"{name}: finishing up; send it again to stop at once" in capfd.readouterr().err
 
 
 # ---- the native log filter ------------------------------------------------------------------------

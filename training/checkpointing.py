@@ -50,7 +50,9 @@ class Saver:
     """
 
     def __init__(self, run_dir: Path, config: dict, steps: int,
-                 writers: Callable[[], dict[str, Callable[[Path], None]]], saved_step: int | None = None):
+                 writers: Callable[[], dict[str, Callable[[Path], None]]], saved_step: int | None = None,
+                 before_save: Callable[[], object] | None = None):
+        self.before_save = before_save   # e.g. bring the weights back into the model (JAX, inside fit)
         self.run_dir = Path(run_dir)
         self.config = config
         self.steps = steps
@@ -67,6 +69,8 @@ class Saver:
     def save(self, epoch: int, step: int) -> None:
         if step == self.saved_step:
             return
+        if self.before_save is not None:
+            self.before_save()
         checkpoints.write(self.run_dir, step, self.state(epoch, step), self.writers(), keep=self.keep)
         self.saved_step = step
 

@@ -136,6 +136,9 @@ def fit(model, config: dict, run_dir: Path, train_gen, val_gen, samples: SampleB
     saver = checkpointing.Saver(run_dir, config, steps, lambda: checkpoint_writers(model), saved_step)
     with checkpointing.graceful_stop() as stop:
         counter = StepEnd(saver, stop, step)
+        # On JAX, fit keeps the weights outside the model during an epoch; a callback's ``model``
+        # property puts them back (Keras' own checkpoint callbacks rely on it), only when saving.
+        saver.before_save = lambda: counter.model
         end = EpochEnd(config, run_dir, writer, samples, saver, stop, counter)
         end.epochs_done = epoch
         options = dict(validation_data=val_gen, callbacks=[counter, end], verbose=progress_verbosity(), shuffle=False)
