@@ -114,7 +114,7 @@ def write(run_dir: Path, step: int, state: dict, writers: dict[str, Callable[[Pa
     _fsync_dir(root)
     _verified.add(final)
     faults.pause("checkpoint-prune")           # tests: visible, the older ones not yet removed
-    _prune(root, keep)
+    _prune(root, keep, step)
     return Checkpoint(final, step, state, files=manifest["files"])
 
 
@@ -161,13 +161,14 @@ def _discard(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _prune(root: Path, keep: int) -> None:
-    """Keep the newest ``keep`` complete checkpoints; remove everything older than the oldest kept."""
+def _prune(root: Path, keep: int, newest: int) -> None:
+    """After writing step ``newest``: keep the newest ``keep`` complete checkpoints up to it, remove
+    everything older, and anything newer (damaged ones a resume fell back past: training has moved on)."""
     steps = _steps(root)
-    complete = [s for s in steps if _is_complete(root / folder_name(s))]
+    complete = [s for s in steps if s <= newest and _is_complete(root / folder_name(s))]
     kept = complete[-max(1, keep):]
     for s in steps:
-        if s < kept[0]:
+        if s < kept[0] or s > newest:
             _discard(root / folder_name(s))
 
 

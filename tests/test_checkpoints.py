@@ -82,13 +82,16 @@ def test_without_a_complete_checkpoint_the_error_is_one_line_with_the_fix(tmp_pa
     assert "start a new run" in message and "delete that folder" in message
 
 
-def test_a_damaged_checkpoint_is_replaced_when_training_reaches_its_step_again(tmp_path):
+def test_damaged_checkpoints_a_resume_fell_back_past_are_replaced_or_removed(tmp_path):
     write(tmp_path, 1)
     DAMAGE["truncated"](write(tmp_path, 2).file("model.weights.h5"))
     assert runs.current_checkpoint(tmp_path).step == 1                              # resumed from step 1
     assert write(tmp_path, 2, b"again").file("model.weights.h5").read_bytes() == b"again2"
     found, skipped = checkpoints.find(tmp_path)
     assert found.step == 2 and not skipped
+    DAMAGE["missing"](write(tmp_path, 9).file("state.json"))                        # resumed from step 2 ...
+    write(tmp_path, 3)                                                               # ... which moved on
+    assert steps_on_disk(tmp_path) == ["step-000000002", "step-000000003"]
 
 
 def test_run_folders_of_the_older_layout_read_as_a_legacy_checkpoint(tmp_path):
