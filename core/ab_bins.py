@@ -109,6 +109,13 @@ def empirical_distribution(ab, bins: np.ndarray, chunk: int = 1 << 16) -> np.nda
     return counts / counts.sum()
 
 
+def smoothed_distribution(p: np.ndarray, bins: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
+    """(Q,) distribution ``p`` blurred over the ab plane by a Gaussian of width ``sigma``; sums to 1."""
+    d2 = _sq_distances(bins, bins).astype(np.float64)                  # (Q, Q)
+    smoothed = np.exp(-d2 / (2 * sigma ** 2)) @ np.asarray(p, np.float64)
+    return smoothed / smoothed.sum()
+
+
 def rebalancing_weights(p: np.ndarray, bins: np.ndarray, lam: float = LAMBDA,
                         sigma: float = SIGMA) -> np.ndarray:
     """(Q,) class weights from the empirical distribution ``p`` (the paper's equation 4).
@@ -118,9 +125,7 @@ def rebalancing_weights(p: np.ndarray, bins: np.ndarray, lam: float = LAMBDA,
     smoothed distribution): the mean weight over the training pixels is 1, so the loss keeps its
     scale, and rare (saturated) bins weigh more than common (grayish) ones.
     """
-    d2 = _sq_distances(bins, bins)                             # (Q, Q)
-    smoothed = np.exp(-d2 / (2 * sigma ** 2)) @ np.asarray(p, np.float64)
-    smoothed /= smoothed.sum()
+    smoothed = smoothed_distribution(p, bins, sigma)
     w = 1.0 / ((1.0 - lam) * smoothed + lam / len(bins))
     return (w / (smoothed * w).sum()).astype(np.float32)
 
