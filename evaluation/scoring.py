@@ -36,7 +36,7 @@ def gray_baseline(images: np.ndarray) -> np.ndarray:
     return colorspace.to_uint8(colorspace.gray_rgb(images))
 
 
-def load_colorizer(model: str, run_dir: Path | None, runs_dir: Path = runs.RUNS_DIR) -> Colorizer:
+def load_colorizer(model: str, run_dir: Path | None, runs_dir: Path | None = None) -> Colorizer:
     """The model of ``run_dir`` (default: the latest run of ``model`` under ``runs_dir``, else the shipped
     run, inference.pretrained), checked to be ``model``; ``colorizer.note`` says when the shipped run is used."""
     return load_run(model, run_dir, runs_dir)

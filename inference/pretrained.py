@@ -11,20 +11,23 @@ from pathlib import Path
 
 from core import runs
 from inference.colorizer import Colorizer
+from models import SHIPPED_MODEL, get_spec
 
 PRETRAINED_DIR = runs.ROOT / "pretrained"
 
 
-def shipped_run(model: str, pretrained_dir: Path = PRETRAINED_DIR) -> Path | None:
+def shipped_run(model: str, pretrained_dir: Path | None = None) -> Path | None:
     """``pretrained/<model>`` if the repository ships a run of ``model`` (checked), else None.
 
     A shipped folder that is there but damaged (no or invalid config.json, no weights, another
     model's config) is an error naming the fix, never silently skipped.
     """
-    path = Path(pretrained_dir) / model
-    if not path.exists():
-        return None
+    path = Path(PRETRAINED_DIR if pretrained_dir is None else pretrained_dir) / model
     fix = f"restore it with `git checkout -- {_rel(path)}`, or train your own with `python train.py -m {model}`"
+    if not path.exists():
+        if model == SHIPPED_MODEL:   # it ships with the code: missing means deleted
+            raise runs.RunError(f"no run of {model} under runs/ and the shipped run {_rel(path)} is missing; {fix}")
+        return None
     try:
         config = runs.load_config(path)
     except runs.RunError as err:
@@ -36,12 +39,13 @@ def shipped_run(model: str, pretrained_dir: Path = PRETRAINED_DIR) -> Path | Non
     return path
 
 
-def find_run(model: str, run_dir: Path | None = None, runs_dir: Path = runs.RUNS_DIR,
-             pretrained_dir: Path = PRETRAINED_DIR) -> tuple[Path, str | None]:
-    """(run folder, note): ``run_dir`` if given, else the latest run of ``model`` under ``runs_dir``,
-    else the shipped run (the note then says so, for the tool to print); RunError if none."""
+def find_run(model: str, run_dir: Path | None = None, runs_dir: Path | None = None,
+             pretrained_dir: Path | None = None) -> tuple[Path, str | None]:
+    """(run folder, note): ``run_dir`` if given, else the latest run of ``model`` under ``runs_dir``
+    (default runs/), else the shipped run (the note then says so, for the tool to print); RunError if none."""
     if run_dir is not None:
         return Path(run_dir), None
+    runs_dir = runs.RUNS_DIR if runs_dir is None else runs_dir
     try:
         return runs.latest_run(model, Path(runs_dir)), None
     except runs.RunError:
@@ -59,13 +63,12 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def load_run(model: str, run_dir: Path | None = None, runs_dir: Path = runs.RUNS_DIR,
-             pretrained_dir: Path = PRETRAINED_DIR) -> Colorizer:
+def load_run(model: str, run_dir: Path | None = None, runs_dir: Path | None = None,
+             pretrained_dir: Path | None = None) -> Colorizer:
     """The Colorizer of :func:`find_run`'s run, checked to be a run of ``model``; ``.note`` as find_run's.
 
     A shipped run whose weights do not load is reported as damaged, with the fix.
     """
-    from models import get_spec
     spec = get_spec(model)
     path, note = find_run(spec.name, run_dir, runs_dir, pretrained_dir)
     try:

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+import priors
 from core import colorspace
 from priors import PriorError   # FeatureError is one, so the tools print it as one line
-
-CACHE_DIR = Path(__file__).resolve().parent.parent / "cache"
 _VERSION = "gray-bilinear-v1"   # bump when the input pipeline changes: invalidates caches
 
 # tap name -> (stride, channels, layer, "input"/"output" of that layer). Block outputs are taken
@@ -83,7 +82,8 @@ def _build_extractor(encoder_size: int, taps, allow_random_weights: bool):
         net = eff.build_efficientnet_lite0(shape)
     else:
         try:
-            net = eff.load_efficientnet_lite0(cache_dir=CACHE_DIR / "weights" / "shipped", input_shape=shape)
+            # the converted weights where priors.load_backbone keeps them (priors.CACHE_DIR is read now: tests move it)
+            net = eff.load_efficientnet_lite0(cache_dir=priors.CACHE_DIR / "weights" / "shipped", input_shape=shape)
         except (eff.WeightsUnavailableError, UnsafeCheckpointError, CheckpointFormatError) as err:
             raise PriorError(str(err)) from None
     outputs = []
@@ -124,7 +124,7 @@ def compute_features(images: np.ndarray, encoder_size: int, taps, flip: bool = F
     taps = check_taps(taps, encoder_size)
     path = None
     if cache and not allow_random_weights:
-        cache_dir = Path(cache_dir) if cache_dir is not None else CACHE_DIR / "features"
+        cache_dir = Path(cache_dir) if cache_dir is not None else priors.CACHE_DIR / "features"
         path = cache_dir / f"efficientnet_lite0-{cache_key(images, encoder_size, taps, flip)}.npz"
         if path.exists():
             with np.load(path, allow_pickle=False) as stored:

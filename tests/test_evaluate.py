@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import run_script as run, trained_run
 
-METRIC_KEYS = {"n_images", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
+METRIC_KEYS = {"n_images", "psnr_color", "n_no_color", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
                "colorfulness_true", "colorfulness_delta", "per_class"}
 
 
@@ -36,7 +36,9 @@ def test_evaluate_writes_every_figure_and_prints_the_table(unet_run, tmp_path):
     assert gray["colorfulness_delta"] == -gray["colorfulness_true"]
     assert gray["psnr"] > 15                                   # gray is a strong baseline on CIFAR
     # the printed table: model vs gray, then per class
-    assert "gray baseline" in result.stdout and "PSNR, mean of per-image (dB)" in result.stdout
+    assert "gray baseline" in result.stdout and "PSNR per image, color originals (dB)" in result.stdout
+    # the headline leaves out originals without color; the sample's first 30 all have color
+    assert model["n_no_color"] == 0 and model["psnr_color"] == pytest.approx(model["psnr"])
     assert "per class" in result.stdout and "airplane" in result.stdout
     assert f"{model['psnr']:.2f}" in result.stdout and f"{gray['psnr']:.2f}" in result.stdout
 
