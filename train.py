@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
     g.add_argument("--temperature", type=float, default=None,
-                   help="annealed-mean temperature recorded as the run's default for decoding (default 0.38)")
+                   help="annealed-mean temperature recorded as the run's default for decoding (default 0.6)")
     g.add_argument("--learning-rate", type=float, default=None,
                    help="Adam's initial rate, cosine-decayed to 0 over the run (default 1e-3; 1e-4 with --init)")
     g.add_argument("--init", type=Path, default=None, metavar="RUN_DIR",

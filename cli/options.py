@@ -52,7 +52,7 @@ def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> N
     """--temperature and --chroma-gain (and, for evaluate.py, their sweeps)."""
     parser.add_argument("--temperature", type=float, default=None,
                         help="annealed-mean temperature of a classification head (effnet_unet): 1 = the expected "
-                             "color, lower = more colorful (default: the run's, 0.38)")
+                             "color, lower = more colorful (default: the run's, 0.6)")
     parser.add_argument("--chroma-gain", type=float, default=None,
                         help="multiply the predicted a, b by this (any model; default 1)")
     if sweep:

@@ -68,7 +68,7 @@ def test_generator_mirrors_images_with_their_own_taps(sample_val):
 def test_train_records_the_head_and_rebalancing_and_the_loss_falls(tiny_run):
     config = runs.load_config(tiny_run)
     options = config["model_options"]
-    assert options["head"] == "classification" and options["encoder_size"] == 32 and options["temperature"] == 0.38
+    assert options["head"] == "classification" and options["encoder_size"] == 32 and options["temperature"] == 0.6
     assert options["decay_steps"] == 2 * 2                  # cosine decay over the whole run: 2 epochs of 2 steps
     weights = np.array(config["class_rebalancing"]["weights"])
     assert len(weights) == 261 and weights.min() > 0 and config["class_rebalancing"]["lambda"] == 0.5

@@ -71,7 +71,9 @@ def test_gray_baseline_keeps_lightness_and_drops_color(sample_val):
 def test_compare_writes_markdown_json_grid_and_curves(unet_run, autoencoder_run, tmp_path):
     runs_dir = unet_run.parent.parent
     out = tmp_path / "results"
-    result = run("evaluate.py", "--compare", "--runs-dir", str(runs_dir), "--out-dir", str(out), "--limit", "20")
+    # effnet_unet left out: without a local run it is scored from its shipped run (tests/test_pretrained.py)
+    result = run("evaluate.py", "--compare", "--runs-dir", str(runs_dir), "--out-dir", str(out), "--limit", "20",
+                 "--models", "autoencoder,unet,fusion_label,fusion_resnet,gan")
     page = (out / "comparison.md").read_text()
     table_rows = [line for line in page.splitlines() if line.startswith("| ") and "---" not in line]
     metrics_rows = table_rows[1:4]                             # header, then one row per model + gray
@@ -90,6 +92,13 @@ def test_compare_writes_markdown_json_grid_and_curves(unet_run, autoencoder_run,
     for name in ("unet", "autoencoder"):
         assert set(doc["models"][name]["metrics"]) == METRIC_KEYS
         assert math.isfinite(doc["models"][name]["metrics"]["psnr"])
+        # the trade-off sweep: chroma gains 1 .. 1.6 (no temperatures: regression models); more gain, more color
+        sweep = doc["models"][name]["sweep"]
+        assert [p["chroma_gain"] for p in sweep] == [1.0, 1.2, 1.4, 1.6]
+        assert sweep[0]["psnr_pooled"] == pytest.approx(doc["models"][name]["metrics"]["psnr_pooled"])
+        assert sweep[-1]["colorfulness"] > sweep[0]["colorfulness"]
+    assert Image.open(out / "comparison" / "tradeoff.png").size[0] > 300
+    assert "](comparison/tradeoff.png)" in page
 
     grid = np.asarray(Image.open(out / "comparison" / "grid.png"))
     # 12 rows of 32 px cells enlarged 3x, under a header; columns gray, autoencoder, unet, original

@@ -83,3 +83,16 @@ def test_a_fresh_clone_colorizes_offline_with_the_shipped_run(tmp_path):
     assert "using the shipped run pretrained/effnet_unet" in result.stdout
     out = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
     assert out.shape == (80, 96, 3) and metrics.colorfulness_per_image(out[None])[0] > 1
+
+
+def test_compare_scores_the_shipped_run_at_every_temperature(tmp_path, monkeypatch, capsys):
+    import json
+
+    import compare
+    monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")
+    assert compare.main(["--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"), "--limit", "12",
+                         "--models", "effnet_unet"]) == 0
+    assert "using the shipped run pretrained/effnet_unet" in capsys.readouterr().out
+    sweep = json.loads((tmp_path / "out" / "comparison.json").read_text())["models"]["effnet_unet"]["sweep"]
+    assert [p["temperature"] for p in sweep[4:]] == [1.0, 0.6, 0.38, 0.25]     # after the 4 chroma gains
+    assert sweep[-1]["colorfulness"] > sweep[4]["colorfulness"]               # colder, more colorful
