@@ -41,16 +41,18 @@ class Colorizer:
         self.run_dir = run_dir
         self.color_space = data_color_space(config)
         self.image_size = int(config["model_options"].get("image_size", 32))
+        self.options = resolved_options(config)
         # Decoding: the annealed-mean temperature of a classification head (default: the run's
-        # recorded choice), and a chroma gain g multiplying the predicted a, b (1: as predicted).
-        self.temperature = config["model_options"].get("temperature")
+        # recorded choice; None for models without one), and a chroma gain g multiplying the
+        # predicted a, b (1: as predicted).
+        self.temperature = self.options.get("temperature") if self.options.get("head") == "classification" else None
         self.chroma_gain = 1.0
         self.note = None   # set by inference.pretrained.load_run when the shipped run stands in
 
     def set_decoding(self, temperature: float | None = None, chroma_gain: float | None = None) -> "Colorizer":
         """Change the temperature (classification heads only) and the chroma gain; None keeps the current one."""
         if temperature is not None:
-            if self.config["model_options"].get("head") != "classification":
+            if self.options.get("head") != "classification":
                 raise DecodingError(f"--temperature applies to a classification head; {self.spec.name} "
                                     f"({self.run_dir}) predicts ab directly: leave it out (--chroma-gain works)")
             if not temperature > 0:
@@ -126,7 +128,7 @@ class Colorizer:
             return self._gain_rgb(colorspace.decode_lab_symmetric(x, np.clip(y, -1.0, 1.0)))
         if self.color_space == "features":
             from models.effnet_unet import decode
-            y = decode(y, self.config["model_options"]["head"], self.temperature)   # (N, S, S, 2) about [0, 1]
+            y = decode(y, self.options["head"], self.temperature)   # (N, S, S, 2) about [0, 1]
         ab = np.clip(self._gain_encoded(y), 0.0, 1.0)               # unet's tanh can leave [0, 1]
         return colorspace.decode_lab(x, ab)
 
@@ -161,10 +163,18 @@ class Colorizer:
         return np.concatenate(out)
 
 
+def resolved_options(config: dict) -> dict:
+    """The run's model options with the model's defaults filled in (effnet_unet; as recorded for the others)."""
+    if get_spec(config["model"]).prior == "encoder":
+        from models.effnet_unet import options
+        return options(**config["model_options"])
+    return dict(config["model_options"])
+
+
 def encoder_features(config: dict, images: np.ndarray, flip: bool = False, cache: bool = True,
                      verbose: bool = False) -> list[np.ndarray]:
     """effnet_unet's encoder taps of ``images`` (N, S, S, 3) uint8, as the run's config asks."""
     from priors.features import compute_features
-    options = config["model_options"]
+    options = resolved_options(config)
     return compute_features(images, options["encoder_size"], options["taps"], flip=flip, cache=cache,
                             verbose=verbose)
