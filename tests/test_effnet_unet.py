@@ -96,21 +96,25 @@ def test_temperature_needs_a_classification_head(unet_run, capsys):
     assert "\n" not in err and "--temperature applies to a classification head" in err
 
 
-def test_init_fine_tunes_on_photos_and_records_where_it_started(tiny_run, tmp_path, sample_val):
+def test_init_from_the_shipped_run_fine_tunes_on_photos(tmp_path, sample_val):
+    """--init pretrained/effnet_unet on four photos of another size: a new run that starts there and learns."""
     from PIL import Image
+    shipped = runs.ROOT / "pretrained" / "effnet_unet"
     photos = tmp_path / "photos"
     photos.mkdir()
     for i, image in enumerate(sample_val.images[:4]):     # any names: labels unknown
-        Image.fromarray(image).resize((64, 64), Image.BICUBIC).save(photos / f"photo{i}.jpg")
+        Image.fromarray(image).resize((48, 48), Image.BICUBIC).save(photos / f"photo{i}.jpg")
     run_dir = tmp_path / "tuned"
-    script("train", "-m", "effnet_unet", "--init", tiny_run, "--data", photos, "--image-size", "64",
+    script("train", "-m", "effnet_unet", "--init", shipped, "--data", photos, "--image-size", "48",
            "--epochs", "3", "--batch-size", "4", "--seed", "2", "--run-dir", run_dir, "--log-dir", tmp_path / "logs")
-    config = runs.load_config(run_dir)
-    assert config["init"]["run_dir"] == str(tiny_run)
-    assert config["model_options"]["image_size"] == 64 and config["model_options"]["encoder_size"] == 64
-    assert config["model_options"]["learning_rate"] == 1e-4
+    config, shipped_config = runs.load_config(run_dir), runs.load_config(shipped)
+    assert config["init"]["run_dir"] == str(shipped)
+    options = config["model_options"]
+    assert options["image_size"] == 48 and options["learning_rate"] == 1e-4
+    assert options["encoder_size"] == shipped_config["model_options"]["encoder_size"] * 48 // 32   # same scale
+    assert options["widths"] == shipped_config["model_options"]["widths"]
     losses = [v for _, v in tblog.read_scalars(tmp_path / "logs")["train"]["epoch_loss"]]
-    assert losses[-1] < losses[0]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
 
 
 def test_init_refuses_another_model_or_architecture_in_one_line(tiny_run, unet_run, tmp_path, capsys):
