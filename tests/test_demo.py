@@ -52,8 +52,9 @@ def photo() -> Image.Image:
 
 @pytest.fixture
 def client(tmp_path_factory, tmp_path):
-    runs_dir = tmp_path / "runs"   # empty: only the runs given by path are offered
-    choices = find_runs(runs_dir, [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "fusion_label")])
+    runs_dir = tmp_path / "runs"   # empty, and no shipped runs: only the runs given by path are offered
+    choices = find_runs(runs_dir, [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "fusion_label")],
+                        pretrained_dir=tmp_path / "no-pretrained")
     (tmp_path / "work").mkdir()
     app = create_app(choices, tmp_path / "work", max_upload_mb=1, max_files=3)
     return app.test_client(), {c.model: c.key for c in choices}
@@ -88,6 +89,16 @@ def test_page_offers_the_runs_and_their_options(client):
         assert option.group(2) == ""                                           # neither takes a temperature
 
 
+def test_the_shipped_run_is_offered_with_its_temperature(tmp_path):
+    """pretrained/effnet_unet (a classification head): offered as "pretrained", with its default temperature."""
+    from core import runs
+    shipped = runs.ROOT / "pretrained" / "effnet_unet"
+    choices = find_runs(tmp_path / "runs")
+    offered = [c for c in choices if c.run_dir == shipped]
+    assert len(offered) == 1 and offered[0].origin == "pretrained"
+    assert offered[0].temperature == runs.load_config(shipped)["model_options"]["temperature"]
+
+
 def test_temperature_control_for_runs_that_take_one(tmp_path_factory, tmp_path, photo, monkeypatch):
     """Read from the run: one whose config records a temperature gets the field, and the value reaches its Colorizer.
 
@@ -98,7 +109,8 @@ def test_temperature_control_for_runs_that_take_one(tmp_path_factory, tmp_path, 
     real = serving.catalog.run_temperature
     monkeypatch.setattr(serving.catalog, "run_temperature",
                         lambda config: 0.38 if config["model"] == "unet" else real(config))
-    choices = find_runs(tmp_path / "runs", [unet_run, built_run(tmp_path_factory, "autoencoder")])
+    choices = find_runs(tmp_path / "runs", [unet_run, built_run(tmp_path_factory, "autoencoder")],
+                        pretrained_dir=tmp_path / "no-pretrained")
     (tmp_path / "work").mkdir()
     app = create_app(choices, tmp_path / "work")
     client = app.test_client()
