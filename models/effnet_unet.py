@@ -68,11 +68,33 @@ def _conv_bn_relu(x, filters: int, name: str):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+class BilinearResize(layers.Layer):
+    """(B, h, w, C) -> (B, size, size, C), bilinear (half-pixel centers, no antialiasing).
+
+    Not keras.layers.Resizing: that preprocessing layer needs TensorFlow installed even under the
+    JAX and PyTorch backends. No weights, and nothing to deserialize: runs rebuild the network
+    from code and config.json.
+    """
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+
+    def call(self, x):
+        return ops.image.resize(x, (self.size, self.size), interpolation="bilinear", antialias=False)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
 def _resize(x, size: int, name: str):
     """Bilinear resize of a (B, h, w, C) map to (B, size, size, C); identity when it already fits."""
     if x.shape[1] == size:
         return x
-    return layers.Resizing(size, size, interpolation="bilinear", name=name)(x)
+    return BilinearResize(size, name=name)(x)
 
 
 def decoder(l_in, taps: list, widths, image_size: int):
