@@ -1,4 +1,7 @@
-"""Colorize photos of any size at full resolution: python colorize.py -m unet photo.jpg folder/ ...
+"""Colorize photos of any size at full resolution: python colorize.py photo.jpg folder/ ...
+
+Without -m, the shipped model (effnet_unet; its trained run ships in pretrained/effnet_unet, used
+when you have no run of your own under runs/effnet_unet).
 
 The model sees the input's gray version at its own small size; its chroma is upsampled and
 recombined with the input's full-resolution lightness, so the output keeps the input's size,
@@ -24,17 +27,19 @@ from pathlib import Path
 from PIL import Image
 
 from cli.errors import run_main
-from cli.options import add_model_arg
+from cli.options import add_decoding_args
 from core import runs
 from core.stopping import GracefulStop, signal_name
 from dataset import CLASS_NAMES, MAX_PIXELS
-from inference import Colorizer, MissingLabelError, photos
-from models import get_spec
+from inference import MissingLabelError, photos
+from inference.pretrained import load_run
+from models import MODEL_NAMES, SHIPPED_MODEL, get_spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_model_arg(p)
+    p.add_argument("-m", "--model", default=SHIPPED_MODEL, metavar="NAME",
+                   help=f"one of: {', '.join(MODEL_NAMES)} (default: %(default)s, whose trained run ships with the code)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="image files, or folders searched recursively for images")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: the latest run of the model)")
@@ -44,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"fusion_label: the class of every input, one of {', '.join(CLASS_NAMES)}")
     p.add_argument("--compare", action="store_true",
                    help="also write <stem>-compare.png: [gray input | colorized] side by side")
+    add_decoding_args(p)
     return p.parse_args(argv)
 
 
@@ -59,10 +65,10 @@ def main(argv=None) -> int:
     # Pillow refuses (DecompressionBombError) images above twice this before decoding; open_image
     # refuses those above MAX_PIXELS itself. Set here, not at import: other tools keep Pillow's default.
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    run_dir = args.run_dir or runs.latest_run(spec.name)
-    colorizer = Colorizer.from_run(run_dir)
-    if colorizer.spec.name != spec.name:
-        raise runs.RunError(f"{run_dir} is a run of '{colorizer.spec.name}', not '{spec.name}'")
+    colorizer = load_run(spec.name, args.run_dir).set_decoding(args.temperature, args.chroma_gain)
+    if colorizer.note:
+        print(colorizer.note)
+    run_dir = colorizer.run_dir
 
     jobs, errors = photos.collect_jobs(args.inputs, args.out)
     for message in errors:

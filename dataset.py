@@ -49,7 +49,7 @@ CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
 MAX_PIXELS = 40_000_000   # larger images are refused before decoding (decompression bombs)
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-COLOR_SPACES = ("LAB", "RGB", "fusion")
+COLOR_SPACES = ("LAB", "RGB", "fusion", "features")
 
 ROOT = Path(__file__).resolve().parent
 SAMPLE_DIR = ROOT / "data" / "sample"              # shipped: train/ and val/ PNGs
@@ -421,8 +421,16 @@ class CifarGenerator(keras.utils.PyDataset):
       * ``"LAB"``    -> ``(X, Y)``: X (B, S, S, 1) L/100 in [0, 1]; Y (B, S, S, 2) (ab+128)/255 in [0, 1]
       * ``"fusion"`` -> ``((X, prior), Y)``: prior (B, D), the one-hot label (D = 10) unless a
         ``prior`` array (N, D) is given (the classifier prior of fusion_resnet)
+      * ``"features"`` -> ``((X, *taps), Y)``: ``prior`` is a list of per-image feature maps (N, h, w, C)
+        (effnet_unet's encoder taps, stored float16, served float32). With ``flip_prior`` (the same
+        maps of the mirrored images) a training generator mirrors each image with probability 1/2,
+        drawn for every epoch from the seed (:func:`epoch_mirrored`): X and Y are flipped left-right and the mirrored maps served.
       * ``"RGB"``    -> ``(color, gray3)``: both (B, S, S, 3) in [-1, 1] (the GAN's encoding)
       * ``"LAB_SYM"`` -> ``(ab, L)`` in [-1, 1] for the LAB GAN (ab/128, L/50 - 1)
+
+    ``target_transform`` (LAB and features) maps the whole Y (N, S, S, 2) once, at construction, to
+    what the loss wants (effnet_unet's classification head: packed soft targets, (N, S, S, 11) from
+    ``core.ab_bins.pack_targets``); it must work pixel by pixel, so that flips commute with it.
 
     With ``is_training=False`` each batch also carries the file names as a third element.
     ``len()`` is ceil(N / batch_size); the last batch is smaller. When training with
@@ -436,7 +444,8 @@ class CifarGenerator(keras.utils.PyDataset):
 
     def __init__(self, data, batch_size: int = 32, color_space: str = "LAB", shuffle: bool = True,
                  is_training: bool = True, prior: np.ndarray | None = None, split: str = "train",
-                 image_size: int = 32, seed: int | None = None, **kwargs):
+                 image_size: int = 32, seed: int | None = None, flip_prior: list | None = None,
+                 target_transform=None, **kwargs):
         super().__init__(**kwargs)
         if color_space not in COLOR_SPACES + ("LAB_SYM",):
             raise ValueError(f"color_space must be one of {COLOR_SPACES + ('LAB_SYM',)}, got {color_space!r}")
@@ -450,9 +459,12 @@ class CifarGenerator(keras.utils.PyDataset):
         self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**32)
         self.epoch = -1                        # the epoch whose order ``index`` holds (on_epoch_end)
         self.index = np.arange(len(self.data))
+        self.target_transform = target_transform
+        self.flip_taps = None if flip_prior is None else self._tap_arrays(flip_prior)
+        self.mirrored = np.zeros(len(self.data), bool)   # which images this epoch serves mirrored
         self.on_epoch_end()   # shuffled from the start: a manual loop need not call this first
         self.arrays = self._encode(prior)
-        self._order_cache: tuple[int, np.ndarray] | None = None
+        self._order_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def _encode(self, prior) -> tuple[np.ndarray, ...]:
         """All samples encoded once: (inputs..., target)."""
@@ -464,9 +476,19 @@ class CifarGenerator(keras.utils.PyDataset):
             l_sym, ab_sym = colorspace.encode_lab_symmetric(images)
             return l_sym, ab_sym
         x, y = colorspace.encode_lab(images)                  # (N, S, S, 1), (N, S, S, 2)
+        if self.target_transform is not None:
+            y = self.target_transform(y)
         if self.color_space == "LAB":
             return x, y
+        if self.color_space == "features":
+            return x, *self._tap_arrays(prior), y
         return x, self._prior_array(prior), y
+
+    def _tap_arrays(self, taps) -> list[np.ndarray]:
+        if not isinstance(taps, (list, tuple)) or not taps or any(
+                np.ndim(t) != 4 or len(t) != len(self.data) for t in taps):
+            raise ValueError(f"features need a list of (N={len(self.data)}, h, w, C) arrays")
+        return list(taps)
 
     def _prior_array(self, prior) -> np.ndarray:
         if prior is None:
@@ -487,18 +509,21 @@ class CifarGenerator(keras.utils.PyDataset):
     def __getitem__(self, i: int):
         if not 0 <= i < len(self):
             raise IndexError(f"batch {i} out of range 0..{len(self) - 1}")
-        return self._batch(self.index[i * self.batch_size:(i + 1) * self.batch_size])
+        return self._batch(self.index[i * self.batch_size:(i + 1) * self.batch_size], self.mirrored)
 
     def epoch_batch(self, epoch: int, i: int):
         """Batch ``i`` of ``epoch`` in that epoch's training order (:func:`epoch_order`)."""
         if not 0 <= i < len(self):
             raise IndexError(f"batch {i} out of range 0..{len(self) - 1}")
         if self._order_cache is None or self._order_cache[0] != epoch:
-            self._order_cache = (epoch, epoch_order(len(self.data), self.seed, epoch))
-        return self._batch(self._order_cache[1][i * self.batch_size:(i + 1) * self.batch_size])
+            self._order_cache = (epoch, *self._epoch_plan(epoch))
+        _, order, mirrored = self._order_cache
+        return self._batch(order[i * self.batch_size:(i + 1) * self.batch_size], mirrored)
 
-    def _batch(self, idx: np.ndarray):
+    def _batch(self, idx: np.ndarray, mirrored: np.ndarray):
         arrays = [a[idx] for a in self.arrays]
+        if self.color_space == "features":
+            arrays = self._mirror(idx, arrays, mirrored)
         *inputs, target = arrays
         if self.color_space == "RGB":
             batch = (target, inputs[0])                       # (color, gray3) as the original
@@ -510,16 +535,39 @@ class CifarGenerator(keras.utils.PyDataset):
             batch = batch + ([self.data.names[j] for j in idx],)
         return batch
 
+    def _mirror(self, idx: np.ndarray, arrays: list[np.ndarray], mirrored: np.ndarray) -> list[np.ndarray]:
+        """Features batch: the images ``mirrored`` marks flipped (X, Y) with their own taps; float32 taps."""
+        x, *taps, y = arrays                                  # fancy indexing made copies: safe to edit
+        flip = mirrored[idx]
+        if flip.any():
+            x[flip], y[flip] = x[flip][:, :, ::-1], y[flip][:, :, ::-1]
+            for tap, mirrored in zip(taps, self.flip_taps):
+                tap[flip] = mirrored[idx[flip]]
+        return [x, *(t.astype(np.float32) for t in taps), y]
+
     def on_epoch_end(self):
-        if self.is_training and self.shuffle:
+        if self.is_training and (self.shuffle or self.flip_taps is not None):
             self.epoch += 1
-            self.index = epoch_order(len(self.data), self.seed, self.epoch)
+            self.index, self.mirrored = self._epoch_plan(self.epoch)
+
+    def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(order (N,), mirrored (N,) bool) of ``epoch``: functions of the seed and the epoch alone."""
+        n = len(self.data)
+        order = epoch_order(n, self.seed, epoch) if self.shuffle else np.arange(n)
+        mirrored = epoch_mirrored(n, self.seed, epoch) if self.flip_taps is not None else np.zeros(n, bool)
+        return order, mirrored
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """(n,) the order in which training visits n images in ``epoch``: a permutation drawn from
     (seed, epoch) alone, so it is the same whenever and however often it is asked for."""
     return np.random.default_rng([epoch, seed % 2**32]).permutation(n)
+
+
+def epoch_mirrored(n: int, seed: int, epoch: int) -> np.ndarray:
+    """(n,) bool: which images ``epoch`` serves mirrored (probability 1/2 each), from (seed, epoch)
+    alone like :func:`epoch_order`, but from a stream of its own (the order does not change with it)."""
+    return np.random.default_rng([epoch, seed % 2**32, 1]).random(n) < 0.5
 
 
 # ---- command line ------------------------------------------------------------

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from cli.errors import run_main
-from cli.options import add_compare_args, add_data_args, add_model_arg
+from cli.options import add_compare_args, add_data_args, add_decoding_args, add_model_arg
 from core import runs
 from dataset import load_data
 from evaluation import metrics, report, scoring
@@ -29,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_data_args(p, split_default="test", image_size=False)
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default: results/<model>/eval.json)")
     p.add_argument("--batch-size", type=int, default=64, help="images per prediction batch (default: %(default)s)")
+    add_decoding_args(p, sweep=True)
     p.add_argument("--compare", action="store_true",
                    help="evaluate the latest run of every model instead (same as `python compare.py`)")
     add_compare_args(p)
@@ -51,18 +52,36 @@ def main(argv=None) -> int:
         print(report.summary(doc, args.runs_dir, args.out_dir))
         return 0
     colorizer = scoring.load_colorizer(args.model, args.run_dir, args.runs_dir)
+    if colorizer.note:
+        print(colorizer.note)
+    colorizer.set_decoding(args.temperature, args.chroma_gain)
     data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
     print(f"evaluating {colorizer.run_dir} on {len(data)} images ({data.description})")
     model_report, _ = scoring.evaluate(colorizer, data, args.batch_size)
     gray_report = metrics.report(scoring.gray_baseline(data.images), data.images, data.labels)
     result = scoring.result_record(colorizer, data, scoring.data_info(data, *scoring.data_source(args.data, args.split),
                                                                       args.limit), model_report, gray_report)
+    settings = sweep_settings(args)
+    if settings:
+        result["sweep"] = scoring.sweep(colorizer, data, settings, args.batch_size)
     out = args.out or runs.ROOT / "results" / colorizer.spec.name / "eval.json"
     scoring.write_json(out, result)
     print()
     print(scoring.format_result(result))
+    if settings:
+        print("\nsweep (T: temperature, gain: chroma gain):")
+        print(scoring.sweep_table(result["sweep"], gray_report))
     print(f"\nwrote {out}")
     return 0
+
+
+def sweep_settings(args) -> list[tuple[float | None, float | None]]:
+    """(temperature, chroma gain) pairs of --temperatures x --chroma-gains (None: the evaluated setting's)."""
+    temperatures = args.temperatures or [args.temperature]
+    gains = args.chroma_gains or [args.chroma_gain]
+    if args.temperatures is None and args.chroma_gains is None:
+        return []
+    return [(t, g) for t in temperatures for g in gains]
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ import numpy as np
 from PIL import Image
 
 from cli.errors import run_main
-from cli.options import add_data_args, add_model_arg
+from cli.options import add_data_args, add_decoding_args, add_model_arg
 from core import runs
 from core.grids import prediction_grid, save_image
 from dataset import load_data
-from inference import Colorizer
-from models import get_spec
+from inference.pretrained import load_run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16, help="rows per grid image (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<model>/)")
     p.add_argument("--scale", type=int, default=1, help="enlarge each 32 px cell this many times")
+    add_decoding_args(p)
     p.add_argument("--save-single", action="store_true",
                    help="also write each colorized image as <out>/single/<input name>.png")
     args = p.parse_args(argv)
@@ -40,14 +40,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    spec = get_spec(args.model)
-    run_dir = args.run_dir or runs.latest_run(spec.name)
-    colorizer = Colorizer.from_run(run_dir)
-    if colorizer.spec.name != spec.name:
-        raise runs.RunError(f"{run_dir} is a run of '{colorizer.spec.name}', not '{spec.name}'")
+    colorizer = load_run(args.model, args.run_dir).set_decoding(args.temperature, args.chroma_gain)
+    if colorizer.note:
+        print(colorizer.note)
     data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
-    out = args.out or runs.ROOT / "results" / spec.name
-    print(f"colorizing {len(data)} images ({data.description}) with {run_dir}")
+    out = args.out or runs.ROOT / "results" / colorizer.spec.name
+    print(f"colorizing {len(data)} images ({data.description}) with {colorizer.run_dir}")
 
     generated = colorizer.colorize(data.images, data.labels)   # (N, S, S, 3) float [0, 1]
     n_grids = 0

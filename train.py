@@ -1,4 +1,4 @@
-"""Train a colorization model: python train.py -m unet   (autoencoder | unet | fusion_label | fusion_resnet | gan)
+"""Train a colorization model: python train.py -m unet   (autoencoder | unet | fusion_label | fusion_resnet | gan | effnet_unet)
 
 Writes a run folder runs/<model>/<run-id>/ (config.json, checkpoints/, samples/, summary.txt) and
 TensorBoard logs to logs/<model>/<run-id>/ (view with: tensorboard --logdir logs/<model>).
@@ -65,11 +65,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--prior-weights", default=None, help="local weights file for the backbone")
     g.add_argument("--allow-random-prior", action="store_true",
                    help="TESTS ONLY: use an untrained backbone when weights are missing")
+    g = p.add_argument_group("effnet_unet")
+    g.add_argument("--head", choices=("classification", "regression"), default=None,
+                   help="classification over ab bins (default) or regression of ab")
+    g.add_argument("--encoder-size", type=int, default=None,
+                   help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
+    g.add_argument("--temperature", type=float, default=None,
+                   help="annealed-mean temperature recorded as the run's default for decoding (default 0.6)")
+    g.add_argument("--learning-rate", type=float, default=None,
+                   help="Adam's initial rate, cosine-decayed to 0 over the run (default 1e-3; 1e-4 with --init)")
+    g.add_argument("--init", type=Path, default=None, metavar="RUN_DIR",
+                   help="start from the weights of this run (e.g. pretrained/effnet_unet) and fine-tune on --data; "
+                        "the architecture is that run's")
     g = p.add_argument_group("gan")
     g.add_argument("--color-space", choices=("rgb", "lab"), default=None,
                    help="gan: rgb (the original) or lab (generator L -> ab)")
     g.add_argument("--sample-every", type=int, default=None, help="gan: write a sample grid every N steps (default 100)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.init is not None and args.resume:
+        p.error("--init starts a new run from another run's weights; --resume continues a run: use one")
+    return args
 
 
 def main(argv=None) -> int:

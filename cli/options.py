@@ -36,3 +36,27 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
                    help="folder holding <model>/<run-id>/ run folders (default: %(default)s)")
     p.add_argument("--out-dir", type=Path, default=runs.ROOT / "results",
                    help="comparison.md, comparison.json and comparison/ go here (default: %(default)s)")
+
+
+def _positive_floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """--temperature and --chroma-gain (and, for evaluate.py, their sweeps)."""
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="annealed-mean temperature of a classification head (effnet_unet): 1 = the expected "
+                             "color, lower = more colorful (default: the run's, 0.6)")
+    parser.add_argument("--chroma-gain", type=float, default=None,
+                        help="multiply the predicted a, b by this (any model; default 1)")
+    if sweep:
+        parser.add_argument("--temperatures", type=_positive_floats, default=None, metavar="T1,T2,...",
+                            help="also score each of these temperatures (e.g. 1,0.6,0.38)")
+        parser.add_argument("--chroma-gains", type=_positive_floats, default=None, metavar="G1,G2,...",
+                            help="also score each of these chroma gains (e.g. 1,1.2,1.4)")

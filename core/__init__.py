@@ -1,6 +1,8 @@
 """The ground layer: what every other part of the project stands on.
 
 - ``colorspace``: RGB <-> LAB and the network encodings, with their value ranges.
+- ``ab_bins``: the quantized ab space of a classification head (in-gamut bins, soft encoding,
+  class rebalancing, annealed mean), with its value ranges.
 - ``runs``: run folders (config, weights, state) and where they live; the one way to load a run's
   weights; the lock that keeps one writer per run folder.
 - ``checkpoints``: crash-safe checkpoints (written whole or not at all, verified when read).

@@ -11,7 +11,10 @@ metric               definition                                                 
 ===================  =========================================================  ===============
 MSE_i                sum((p_i - t_i)^2) / M                                     0 .. 65025
 PSNR_i               10 log10(255^2 / MSE_i), capped at ``PSNR_CAP_DB``         0 .. 100 dB
-PSNR (mean)          mean_i PSNR_i  (the colorization papers' convention)       0 .. 100 dB
+PSNR (color)         mean_i PSNR_i over the originals that have color: the      0 .. 100 dB
+                     headline, as the colorization papers' test sets exclude
+                     gray images (see "Originals without color" below)
+PSNR (mean)          mean_i PSNR_i over all images                              0 .. 100 dB
 PSNR (pooled)        10 log10(255^2 / mean_i MSE_i), capped                     0 .. 100 dB
 SSIM                 mean_i SSIM_i; SSIM_i = skimage ``structural_similarity``  -1 .. 1
                      (channel_axis=-1, data_range=255, 7x7 uniform window,
@@ -29,6 +32,12 @@ delta CF             CF - CF_true (negative: duller than the originals)         
 Colorfulness for scale: 0 for any gray image, 42.4 for a uniform (200, 100, 50), 272.6 for an
 image half pure red, half pure blue; the bundled CIFAR-10 sample averages 34 (train) and 37 (val).
 
+Originals without color: an original whose every pixel has chroma sqrt(a^2 + b^2) below
+``NO_COLOR_CHROMA`` = 2.3 (one just-noticeable difference, CIE76) has no color to recover, and
+the gray baseline reproduces it exactly (100 dB), which would dominate a mean of per-image PSNR.
+The headline "PSNR (color)" leaves them out and the report says how many (``n_no_color``; 12
+of the 1,017 images of batch 5 of the shared subset, the 12 with R = G = B everywhere).
+
 PSNR cap: identical images have MSE 0 and an infinite PSNR. Such values (and any above the
 cap) are replaced by ``PSNR_CAP_DB`` = 100 dB, and the number of capped images is reported,
 so a mean is never ``inf``/``NaN``. For reference, a single 8-bit step in one channel of one
@@ -41,6 +50,7 @@ import numpy as np
 from core import colorspace
 
 PSNR_CAP_DB = 100.0
+NO_COLOR_CHROMA = 2.3   # CIE76 delta E of one just-noticeable difference: below it everywhere = no color
 PSNR_CAP_NOTE = (f"PSNR is capped at {PSNR_CAP_DB:g} dB: identical images (MSE 0, PSNR infinite) and any "
                  f"image above {PSNR_CAP_DB:g} dB count as {PSNR_CAP_DB:g} dB; 'psnr_n_capped' says how many")
 _PEAK = 255.0
@@ -138,6 +148,13 @@ def colorfulness_per_image(images) -> np.ndarray:
 
 # ---- the report ----------------------------------------------------------------
 
+def has_color(images) -> np.ndarray:
+    """(N,) bool: the image has a pixel of chroma sqrt(a^2 + b^2) >= NO_COLOR_CHROMA (uint8 or [0, 1] RGB)."""
+    lab = colorspace.rgb_to_lab(as_uint8(images))
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    return chroma.reshape(len(chroma), -1).max(axis=1) >= NO_COLOR_CHROMA
+
+
 def per_image_metrics(pred, true) -> dict[str, np.ndarray]:
     """Every per-image figure of (pred, true), each (N,). pred, true: uint8 or float [0, 1] RGB."""
     pred, true = as_uint8(pred), as_uint8(true)
@@ -147,7 +164,7 @@ def per_image_metrics(pred, true) -> dict[str, np.ndarray]:
     ssim = ssim_per_image(pred, true) if min(pred.shape[1:3]) >= SSIM_WINDOW else np.full(len(pred), np.nan)
     return {"mse": mse, "psnr": mse_to_psnr(mse), "ssim": ssim,
             "mae": mae_per_image(pred, true), "colorfulness": colorfulness_per_image(pred),
-            "colorfulness_true": colorfulness_per_image(true)}
+            "colorfulness_true": colorfulness_per_image(true), "has_color": has_color(true)}
 
 
 def summarize(per_image: dict[str, np.ndarray], index=None) -> dict:
@@ -157,8 +174,11 @@ def summarize(per_image: dict[str, np.ndarray], index=None) -> dict:
     if n == 0:
         raise ValueError("no images to summarize")
     cf, cf_true = float(sel["colorfulness"].mean()), float(sel["colorfulness_true"].mean())
+    color = sel["has_color"]
     return {
         "n_images": int(n),
+        "psnr_color": float(sel["psnr"][color].mean()) if color.any() else None,
+        "n_no_color": int((~color).sum()),
         "psnr": float(sel["psnr"].mean()),
         "psnr_pooled": float(mse_to_psnr(sel["mse"].mean())),
         "psnr_n_capped": n_capped(sel["mse"]),
@@ -174,7 +194,7 @@ def report(pred, true, labels=None, class_names=None) -> dict:
     """All figures of a colorization: overall, and per class where ``labels`` >= 0.
 
     pred, true: (N, H, W, 3) uint8 or float [0, 1] RGB; labels: (N,) int, -1 = unknown, or None.
-    Returns {"n_images", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
+    Returns {"n_images", "psnr_color", "n_no_color", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
     "colorfulness_true", "colorfulness_delta", "per_class": {class name: the same keys}}; classes
     without images are left out, and "per_class" is empty when no label is known.
     """

@@ -27,6 +27,11 @@ from models import MODEL_NAMES, get_spec
 
 GRID_IMAGES = 12        # rows of the comparison grid
 GRID_CELL_PX = 96       # cells are enlarged (nearest) to about this size: 32 px CIFAR images are tiny
+# The PSNR-colorfulness trade-off: every model at these chroma gains (the trivial way to more color),
+# classification heads also at these temperatures. A colorful method is worth its name only where its
+# curve lies above the chroma-gain curves.
+SWEEP_GAINS = (1.0, 1.2, 1.4, 1.6)
+SWEEP_TEMPERATURES = (1.0, 0.6, 0.38, 0.25)
 
 
 def model_list(spec: str | None) -> list[str]:
@@ -65,15 +70,25 @@ def evaluate_models(models: list[str], runs_dir: Path, load, batch_size: int = 6
             skip(name, f"cannot load {runs.latest_run(name, runs_dir)} ({type(err).__name__}: {message})")
             continue
         data = load(colorizer.image_size)   # outside the try: bad data is an error for every model
-        print(f"{name}: evaluating {colorizer.run_dir}")
+        print(f"{name}: evaluating {colorizer.run_dir}" + (f" ({colorizer.note})" if colorizer.note else ""))
         try:
             report, pred = scoring.evaluate(colorizer, data, batch_size)
         except USER_ERRORS as err:   # fusion_label without labels, fusion_resnet without weights
             skip(name, str(err))
             continue
         results[name] = {"run_dir": str(colorizer.run_dir), "image_size": colorizer.image_size,
-                         "config": colorizer.config, "metrics": report, "pred": pred}
+                         "config": colorizer.config, "metrics": report, "pred": pred,
+                         "sweep": scoring.sweep(colorizer, data, sweep_settings(colorizer), batch_size)}
     return results, skipped
+
+
+def sweep_settings(colorizer) -> list[tuple[float | None, float | None]]:
+    """(temperature, gain) points of the trade-off plot: the gains at the run's own decoding, and each
+    temperature of a classification head."""
+    points = [(None, g) for g in SWEEP_GAINS]
+    if colorizer.config["model_options"].get("head") == "classification":
+        points += [(t, 1.0) for t in SWEEP_TEMPERATURES]
+    return points
 
 
 # ---- figures ------------------------------------------------------------------------
@@ -164,6 +179,35 @@ def plot_curves(model: str, panels, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def plot_tradeoff(doc: dict, path: Path) -> None:
+    """Pooled PSNR against colorfulness: per model a chroma-gain curve (dashed) and, for classification
+    heads, a temperature curve (solid); the gray baseline's PSNR and the originals' colorfulness marked."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 5), layout="constrained")
+    ax = fig.subplots()
+    gray = doc["gray_baseline"]
+    for i, (name, r) in enumerate(doc["models"].items()):
+        color = f"C{i}"
+        gains, temps = r["sweep"][:len(SWEEP_GAINS)], r["sweep"][len(SWEEP_GAINS):]   # as sweep_settings orders them
+        ax.plot([p["colorfulness"] for p in gains], [p["psnr_pooled"] for p in gains], "--o", color=color,
+                markersize=3, label=f"{name}, gain " + ",".join(f"{p['chroma_gain']:g}" for p in gains))
+        if temps:
+            ax.plot([p["colorfulness"] for p in temps], [p["psnr_pooled"] for p in temps], "-s", color=color,
+                    label=f"{name}, T " + ",".join(f"{p['temperature']:g}" for p in temps))
+    ax.axhline(gray["psnr_pooled"], color="gray", linestyle=":", label=f"gray baseline ({gray['psnr_pooled']:.2f} dB)")
+    ax.axvline(gray["colorfulness_true"], color="black", linestyle=":",
+               label=f"originals' colorfulness ({gray['colorfulness_true']:.1f})")
+    ax.scatter([0], [gray["psnr_pooled"]], color="gray", zorder=3)
+    ax.set_xlabel("colorfulness (Hasler-Suesstrunk), mean over images")
+    ax.set_ylabel("PSNR of pooled MSE (dB)")
+    ax.set_title("fidelity against colorfulness (up and right is better)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
 # ---- the page -----------------------------------------------------------------------
 
 def _rel(path: str | Path, start: Path) -> str:
@@ -206,7 +250,20 @@ def markdown(doc: dict, out_dir: Path) -> str:
                                                   else "-" for m in rows.values()) + " |")
         lines.append("")
 
-    lines += ["## Runs", ""]
+    lines += ["## Fidelity against colorfulness", "",
+              "Each model at chroma gains " + ", ".join(f"{g:g}" for g in SWEEP_GAINS) + " (a, b multiplied: the "
+              "trivial way to more color) and, for classification heads, at temperatures " +
+              ", ".join(f"{t:g}" for t in SWEEP_TEMPERATURES) + ":", "",
+              f"![PSNR against colorfulness]({_rel(doc['files']['tradeoff'], out_dir)})", "",
+              "| model | T | gain | PSNR pooled | PSNR color originals | SSIM | colorfulness |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in doc["models"].items():
+        for p in r["sweep"]:
+            lines.append(f"| {name} | {'-' if p['temperature'] is None else format(p['temperature'], 'g')} | "
+                         f"{p['chroma_gain']:g} | {_cell('psnr_pooled', p['psnr_pooled'])} | "
+                         f"{_cell('psnr_color', p['psnr_color'])} | {_cell('ssim', p['ssim'])} | "
+                         f"{_cell('colorfulness', p['colorfulness'])} |")
+    lines += ["", "## Runs", ""]
     for name, r in doc["models"].items():
         lines.append(f"- {name}: `{_rel(r['run_dir'], runs.ROOT)}` ({r['image_size']} px)")
     for name, reason in doc["skipped"].items():
@@ -234,6 +291,7 @@ def compare(models: list[str], load, runs_dir: Path, out_dir: Path, data_source:
     grid_path = fig_dir / "grid.png"
     save_image(comparison_grid(gray, {n: r["pred"] for n, r in results.items()}, base.images), grid_path)
 
+    tradeoff_path = fig_dir / "tradeoff.png"
     curves = {}
     for name, r in results.items():
         panels = curve_series(name, r["config"])
@@ -246,14 +304,15 @@ def compare(models: list[str], load, runs_dir: Path, out_dir: Path, data_source:
         "n_images": len(base),
         "psnr_cap_db": metrics.PSNR_CAP_DB,
         "psnr_cap_note": metrics.PSNR_CAP_NOTE,
-        "models": {n: {"run_dir": r["run_dir"], "image_size": r["image_size"], "metrics": r["metrics"]}
-                   for n, r in results.items()},
+        "models": {n: {"run_dir": r["run_dir"], "image_size": r["image_size"], "metrics": r["metrics"],
+                       "sweep": r["sweep"]} for n, r in results.items()},
         "gray_baseline": metrics.report(gray, base.images, base.labels),
         "skipped": skipped,
         "grid_images": min(GRID_IMAGES, len(base)),
-        "files": {"grid": str(grid_path), "curves": curves},
+        "files": {"grid": str(grid_path), "curves": curves, "tradeoff": str(tradeoff_path)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    plot_tradeoff(doc, tradeoff_path)
     scoring.write_json(out_dir / "comparison.json", doc)
     (out_dir / "comparison.md").write_text(markdown(doc, out_dir))
     return doc

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from core import colorspace, runs
+from core import colorspace
 from dataset import ImageSet, default_data
 from evaluation import metrics
 from inference import Colorizer
-from models import get_spec
+from inference.pretrained import load_run
 
 # (key in metrics.report, label, format): the rows of every table this tool and compare.py print.
 METRIC_ROWS = (
-    ("psnr", "PSNR, mean of per-image (dB)", "{:.2f}"),
+    ("psnr_color", "PSNR per image, color originals (dB)", "{:.2f}"),
+    ("psnr", "PSNR per image, all images (dB)", "{:.2f}"),
     ("psnr_pooled", "PSNR of pooled MSE (dB)", "{:.2f}"),
     ("ssim", "SSIM", "{:.4f}"),
     ("mae", "MAE (RGB in [0, 1])", "{:.4f}"),
@@ -34,14 +35,10 @@ def gray_baseline(images: np.ndarray) -> np.ndarray:
     return colorspace.to_uint8(colorspace.gray_rgb(images))
 
 
-def load_colorizer(model: str, run_dir: Path | None, runs_dir: Path = runs.RUNS_DIR) -> Colorizer:
-    """The model of ``run_dir`` (default: the latest run of ``model`` under ``runs_dir``), checked to be ``model``."""
-    spec = get_spec(model)
-    run_dir = Path(run_dir) if run_dir is not None else runs.latest_run(spec.name, Path(runs_dir))
-    colorizer = Colorizer.from_run(run_dir)
-    if colorizer.spec.name != spec.name:
-        raise runs.RunError(f"{run_dir} is a run of '{colorizer.spec.name}', not '{spec.name}'")
-    return colorizer
+def load_colorizer(model: str, run_dir: Path | None, runs_dir: Path | None = None) -> Colorizer:
+    """The model of ``run_dir`` (default: the latest run of ``model`` under ``runs_dir``, else the shipped
+    run, inference.pretrained), checked to be ``model``; ``colorizer.note`` says when the shipped run is used."""
+    return load_run(model, run_dir, runs_dir)
 
 
 def evaluate(colorizer: Colorizer, data: ImageSet, batch_size: int = 64) -> tuple[dict, np.ndarray]:
@@ -51,6 +48,40 @@ def evaluate(colorizer: Colorizer, data: ImageSet, batch_size: int = 64) -> tupl
     """
     pred = metrics.as_uint8(colorizer.colorize(data.images, data.labels, batch_size=batch_size))
     return metrics.report(pred, data.images, data.labels), pred
+
+
+def sweep(colorizer: Colorizer, data: ImageSet, settings: list[tuple[float | None, float | None]],
+          batch_size: int = 64) -> list[dict]:
+    """metrics.report (without per-class figures) for each (temperature, chroma gain); the network runs once.
+
+    None keeps the colorizer's current value. The colorizer's own setting is restored afterwards.
+    """
+    raw = colorizer.network_output(data.images, data.labels, batch_size=batch_size)
+    kept = colorizer.temperature, colorizer.chroma_gain
+    out = []
+    try:
+        for temperature, gain in settings:
+            colorizer.set_decoding(temperature, gain)
+            report = metrics.report(metrics.as_uint8(colorizer.decode(raw)), data.images)
+            report.pop("per_class")
+            out.append({"temperature": colorizer.temperature, "chroma_gain": colorizer.chroma_gain, **report})
+    finally:
+        colorizer.temperature, colorizer.chroma_gain = kept
+    return out
+
+
+SWEEP_COLUMNS = (("psnr_pooled", "PSNR pooled", "{:.2f}"), ("psnr_color", "PSNR color", "{:.2f}"),
+                 ("psnr", "PSNR all", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("colorfulness", "CF", "{:.2f}"))
+
+
+def sweep_table(rows: list[dict], gray: dict) -> str:
+    """One line per setting, and the gray baseline: pooled and per-image PSNR, SSIM, colorfulness."""
+    head = ["T", "gain"] + [label for _, label, _ in SWEEP_COLUMNS]
+    lines = [[_fmt("{:g}", r["temperature"]), f"{r['chroma_gain']:g}"] + [_fmt(f, r[k]) for k, _, f in SWEEP_COLUMNS]
+             for r in rows]
+    lines.append(["gray", ""] + [_fmt(f, gray[k]) for k, _, f in SWEEP_COLUMNS])
+    widths = [max(len(x) for x in col) + 2 for col in zip(head, *lines)]
+    return "\n".join("".join(c.rjust(w) for c, w in zip(line, widths)) for line in [head, *lines])
 
 
 def data_info(data: ImageSet, path: Path | None, split: str, limit: int | None) -> dict:

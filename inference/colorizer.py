@@ -27,6 +27,10 @@ class MissingLabelError(ValueError):
     pass
 
 
+class DecodingError(ValueError):
+    """A decoding option the run's model does not have (--temperature without a classification head)."""
+
+
 class Colorizer:
     """Wraps the network that maps gray input to color (the GAN's generator)."""
 
@@ -37,6 +41,28 @@ class Colorizer:
         self.run_dir = run_dir
         self.color_space = data_color_space(config)
         self.image_size = int(config["model_options"].get("image_size", 32))
+        self.options = resolved_options(config)
+        # Decoding: the annealed-mean temperature of a classification head (default: the run's
+        # recorded choice; None for models without one), and a chroma gain g multiplying the
+        # predicted a, b (1: as predicted).
+        self.temperature = self.options.get("temperature") if self.options.get("head") == "classification" else None
+        self.chroma_gain = 1.0
+        self.note = None   # set by inference.pretrained.load_run when the shipped run stands in
+
+    def set_decoding(self, temperature: float | None = None, chroma_gain: float | None = None) -> "Colorizer":
+        """Change the temperature (classification heads only) and the chroma gain; None keeps the current one."""
+        if temperature is not None:
+            if self.options.get("head") != "classification":
+                raise DecodingError(f"--temperature applies to a classification head; {self.spec.name} "
+                                    f"({self.run_dir}) predicts ab directly: leave it out (--chroma-gain works)")
+            if not temperature > 0:
+                raise DecodingError(f"the temperature must be positive, got {temperature}")
+            self.temperature = float(temperature)
+        if chroma_gain is not None:
+            if not chroma_gain >= 0:
+                raise DecodingError(f"the chroma gain must be 0 or more, got {chroma_gain}")
+            self.chroma_gain = float(chroma_gain)
+        return self
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> "Colorizer":
@@ -64,26 +90,65 @@ class Colorizer:
         if self.spec.prior == "classifier":
             import priors
             return priors.compute_prior(images, **priors.prior_options(self.config))
+        if self.spec.prior == "encoder":
+            return encoder_features(self.config, images, cache=False)
         return None
 
     def colorize(self, images: np.ndarray, labels=None, prior: np.ndarray | None = None,
                  batch_size: int = 64) -> np.ndarray:
         """images (N, S, S, 3) uint8 at the model's size -> float32 RGB [0, 1] (N, S, S, 3)."""
+        return self.decode(self.network_output(images, labels, prior, batch_size))
+
+    def network_output(self, images: np.ndarray, labels=None, prior=None, batch_size: int = 64) -> tuple:
+        """(the network's input, its raw output): what :meth:`decode` turns into colors.
+
+        Decoding is separate so that a sweep over temperatures or chroma gains runs the network once.
+        """
         if self.spec.prior and prior is None:
             prior = self.prior(images, labels)
         if self.color_space == "RGB":
             _, gray3 = colorspace.encode_rgb(images)                 # (N, S, S, 3) in [-1, 1]
-            return colorspace.decode_rgb(self._predict(gray3, batch_size))
+            return gray3, self._predict(gray3, batch_size)
         if self.color_space == "LAB_SYM":
             l_sym, _ = colorspace.encode_lab_symmetric(images)       # (N, S, S, 1) in [-1, 1]
-            ab = np.clip(self._predict(l_sym, batch_size), -1.0, 1.0)
-            return colorspace.decode_lab_symmetric(l_sym, ab)
+            return l_sym, self._predict(l_sym, batch_size)
         x, _ = colorspace.encode_lab(images)                         # (N, S, S, 1) in [0, 1]
-        inputs = x if prior is None else (x, np.asarray(prior, np.float32))
-        ab = np.clip(self._predict(inputs, batch_size), 0.0, 1.0)   # unet's tanh can leave [0, 1]
+        if self.color_space == "features":                          # effnet_unet: L and the encoder's taps
+            inputs = (x, *(np.asarray(p, np.float32) for p in prior))
+        else:
+            inputs = x if prior is None else (x, np.asarray(prior, np.float32))
+        return x, self._predict(inputs, batch_size)
+
+    def decode(self, raw: tuple) -> np.ndarray:
+        """(input, raw output) of :meth:`network_output` -> float32 RGB [0, 1], at this temperature and gain."""
+        x, y = raw
+        if self.color_space == "RGB":
+            return self._gain_rgb(colorspace.decode_rgb(y))
+        if self.color_space == "LAB_SYM":
+            return self._gain_rgb(colorspace.decode_lab_symmetric(x, np.clip(y, -1.0, 1.0)))
+        if self.color_space == "features":
+            from models.effnet_unet import decode
+            y = decode(y, self.options["head"], self.temperature)   # (N, S, S, 2) about [0, 1]
+        ab = np.clip(self._gain_encoded(y), 0.0, 1.0)               # unet's tanh can leave [0, 1]
         return colorspace.decode_lab(x, ab)
 
+    def _gain_encoded(self, y: np.ndarray) -> np.ndarray:
+        """Chroma gain on ab in the LAB encoding (ab + 128) / 255: ab -> g * ab."""
+        if self.chroma_gain == 1.0:
+            return y
+        half = np.float32(128 / 255)
+        return (np.asarray(y, np.float32) - half) * np.float32(self.chroma_gain) + half
+
+    def _gain_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """Chroma gain on an RGB prediction (the GANs), through LAB: L kept, a and b multiplied."""
+        if self.chroma_gain == 1.0:
+            return rgb
+        lab = colorspace.rgb_to_lab(rgb)
+        lab[..., 1:] *= np.float32(self.chroma_gain)
+        return colorspace.lab_to_rgb(lab)
+
     def _predict(self, inputs, batch_size: int) -> np.ndarray:
+        """The network's raw output for (a tuple of) input arrays, batch by batch."""
         if model_replicas(self.network) > 1:
             # train.py --strategy: predict_on_batch would give every replica the whole batch and return
             # it once per replica (Keras 3 pitfall 6); predict splits it between them and reassembles it.
@@ -96,3 +161,20 @@ class Colorizer:
             batch = tuple(p[i:i + batch_size] for p in parts)
             out.append(np.asarray(self.network.predict_on_batch(batch if len(batch) > 1 else batch[0])))
         return np.concatenate(out)
+
+
+def resolved_options(config: dict) -> dict:
+    """The run's model options with the model's defaults filled in (effnet_unet; as recorded for the others)."""
+    if get_spec(config["model"]).prior == "encoder":
+        from models.effnet_unet import options
+        return options(**config["model_options"])
+    return dict(config["model_options"])
+
+
+def encoder_features(config: dict, images: np.ndarray, flip: bool = False, cache: bool = True,
+                     verbose: bool = False) -> list[np.ndarray]:
+    """effnet_unet's encoder taps of ``images`` (N, S, S, 3) uint8, as the run's config asks."""
+    from priors.features import compute_features
+    options = resolved_options(config)
+    return compute_features(images, options["encoder_size"], options["taps"], flip=flip, cache=cache,
+                            verbose=verbose)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    color_space: str        # CifarGenerator encoding: "LAB", "fusion" or "RGB"
-    prior: str | None       # None, "label" (one-hot class) or "classifier" (ImageNet softmax)
+    color_space: str        # CifarGenerator encoding: "LAB", "fusion", "features" or "RGB"
+    prior: str | None       # None, "label" (one-hot class), "classifier" (ImageNet softmax) or
+                            # "encoder" (an ImageNet encoder's feature maps, priors.features)
     trainer: str            # "fit" (model.fit) or "gan" (manual train_on_batch loop)
     description: str
 
@@ -29,7 +30,12 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("fusion_resnet", "fusion", "classifier", "fit",
               "fusion network with an ImageNet classifier's 1000-d output as prior"),
     ModelSpec("gan", "RGB", None, "gan", "conditional GAN (pix2pix-like): U-Net generator, patch discriminator"),
+    ModelSpec("effnet_unet", "features", "encoder", "fit",
+              "U-Net decoder on a frozen ImageNet EfficientNet-Lite0; ab-bin classification (or regression) head"),
 )}
+
+# The model whose trained run ships in pretrained/ (colorize.py's default).
+SHIPPED_MODEL = "effnet_unet"
 
 MODEL_NAMES = tuple(REGISTRY)
 

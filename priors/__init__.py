@@ -10,6 +10,10 @@ Input to the backbone: the gray version of each image (L with a = b = 0, R = G =
 bilinearly to the backbone's input size and normalized as that backbone was trained.
 Output: (N, 1000) float32 softmax probabilities.
 
+Modules: ``efficientnet_lite0`` (the Keras port and its checkpoint converter), ``torch_checkpoint``
+(the safe reader of PyTorch files), ``features`` (effnet_unet's multi-scale encoder feature maps,
+computed once per data set and cached the same way).
+
 May import: ``core`` (and its own modules).
 """
 from __future__ import annotations

@@ -4,8 +4,10 @@
 
     gray (B, S, S, 1) float32, the gray image's sRGB value in [0, 1]
       -> encode as the run trained (L / 100, L / 50 - 1, or gray x 2 - 1 on 3 channels)
-      -> the network (fusion models also take their prior as a second input, unchanged)
-      -> decode (clip, then LAB -> sRGB, or the GAN's [-1, 1] RGB -> [0, 1])
+      -> the network (fusion models also take their prior as a second input, effnet_unet its
+         encoder taps as further inputs, unchanged)
+      -> decode (effnet_unet's classification head: the annealed mean softmax(logits / T) . bins
+         at the Colorizer's temperature; clip, then LAB -> sRGB, or the GAN's [-1, 1] RGB -> [0, 1])
       -> rgb (B, S, S, 3) float32 in [0, 1]
 
 built from ``keras.ops`` only (no Lambda, no custom layer), so ``model.export`` writes it through
@@ -20,10 +22,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from core import colorspace
+from core import ab_bins, colorspace
 
 GRAY_INPUT = "gray"   # the baked model's image input
-ENCODINGS = ("LAB", "fusion", "RGB", "LAB_SYM")   # the Colorizer color spaces bake() converts
+ENCODINGS = ("LAB", "fusion", "features", "RGB", "LAB_SYM")   # the Colorizer color spaces bake() converts
 
 
 def srgb_to_linear(c):
@@ -47,6 +49,13 @@ def gray_to_lightness(gray):
     y = srgb_to_linear(gray)
     f = ops.where(y > 0.008856, ops.power(ops.maximum(y, 0.008856), 1 / 3), 7.787 * y + 16 / 116)
     return 116.0 * f - 16.0
+
+
+def annealed_mean(logits, temperature: float):
+    """(..., Q) ab-bin logits -> (..., 2) ab: softmax(logits / T) . bins, which is core.ab_bins.annealed_mean
+    of the softmax probabilities (z^(1/T) renormalized is the softmax of logits / T)."""
+    bins = ops.convert_to_tensor(ab_bins.gamut_bins())                 # (Q, 2) ab units
+    return ops.matmul(ops.softmax(logits / float(temperature), axis=-1), bins)
 
 
 def lab_to_rgb(lightness, ab):
@@ -82,6 +91,8 @@ def bake(colorizer) -> keras.Model:
         else:
             x = lightness / 100.0
             y = network([x, *extra] if extra else x, training=False)             # (B, S, S, 2) (ab + 128) / 255
+            if colorizer.options.get("head") == "classification":                # (B, S, S, Q) ab-bin logits
+                y = (annealed_mean(y, colorizer.temperature) + 128.0) / 255.0
             ab = ops.clip(y, 0.0, 1.0) * 255.0 - 128.0
         rgb = lab_to_rgb(lightness, ab)
     return keras.Model([gray, *extra] if extra else gray, rgb, name=f"{network.name}_rgb")

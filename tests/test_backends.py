@@ -23,9 +23,10 @@ from PIL import Image
 
 from core import runs, tblog
 from conftest import ROOT, SHARED
+from models import MODEL_NAMES
 
 BACKENDS = ("jax", "torch")
-MODELS = ("autoencoder", "unet", "fusion_label", "fusion_resnet", "gan")
+MODELS = MODEL_NAMES   # every registered model (the driver loops over the registry too)
 REFERENCE = SHARED / "reference" / "efficientnet_lite0_reference.npz"
 
 # Lines run before anything else in the subprocess: TensorFlow becomes unimportable.
@@ -100,14 +101,23 @@ for name in MODEL_NAMES:
         if spec.trainer == "gan":
             options["color_space"] = "rgb"
         config = {"model": name, "model_options": options}
-        prior = None
+        prior, targets = None, None
+        if spec.prior == "encoder":   # the real encoder, at a tiny size (32 px: taps 8x8 .. 1x1)
+            from core import ab_bins
+            from inference.colorizer import encoder_features
+            from models.effnet_unet import options as effnet_options
+            options = config["model_options"] = effnet_options(32, encoder_size=32)
+            prior = encoder_features(config, data.images, cache=False)
+            weights = np.ones(len(ab_bins.gamut_bins()), np.float32)
+            targets = lambda y: ab_bins.pack_targets(y * 255 - 128, weights)
         if spec.prior == "classifier":
             config["prior"] = {"backbone": "efficientnet_lite0", "weights": None, "allow_random_weights": False}
             prior = priors.compute_prior(data.images, cache_dir=tmp / "priors", verbose=False,
                                          **priors.prior_options(config))
             r["prior_rows_sum_to_1"] = bool(np.allclose(prior.sum(axis=1), 1.0, atol=1e-4))
         built = build_model(name, **options)
-        batch = CifarGenerator(data, 8, data_color_space(config), shuffle=False, prior=prior)[0]
+        batch = CifarGenerator(data, 8, data_color_space(config), shuffle=False, prior=prior,
+                               target_transform=targets)[0]
         if spec.trainer == "gan":
             from training import gan_loop
             g0, d0 = snapshot(built.generator), snapshot(built.discriminator)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from conftest import ROOT, SAMPLE, built_run
 
-from core import colorspace
+from core import colorspace, runs
 from inference import photos
 from serving.catalog import find_runs
 from serving.webapp import create_app
@@ -52,8 +52,9 @@ def photo() -> Image.Image:
 
 @pytest.fixture
 def client(tmp_path_factory, tmp_path):
-    runs_dir = tmp_path / "runs"   # empty: only the runs given by path are offered
-    choices = find_runs(runs_dir, [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "fusion_label")])
+    runs_dir = tmp_path / "runs"   # empty, and no shipped runs: only the runs given by path are offered
+    choices = find_runs(runs_dir, [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "fusion_label")],
+                        pretrained_dir=tmp_path / "no-pretrained")
     (tmp_path / "work").mkdir()
     app = create_app(choices, tmp_path / "work", max_upload_mb=1, max_files=3)
     return app.test_client(), {c.model: c.key for c in choices}
@@ -88,34 +89,41 @@ def test_page_offers_the_runs_and_their_options(client):
         assert option.group(2) == ""                                           # neither takes a temperature
 
 
-def test_temperature_control_for_runs_that_take_one(tmp_path_factory, tmp_path, photo, monkeypatch):
+def test_the_shipped_run_is_offered_with_its_temperature(tmp_path):
+    """pretrained/effnet_unet (a classification head): offered as "pretrained", with its default temperature."""
+    shipped = runs.ROOT / "pretrained" / "effnet_unet"
+    choices = find_runs(tmp_path / "runs")
+    offered = [c for c in choices if c.run_dir == shipped]
+    assert len(offered) == 1 and offered[0].origin == "pretrained"
+    assert offered[0].temperature == runs.load_config(shipped)["model_options"]["temperature"]
+
+
+def test_temperature_control_for_runs_that_take_one(tmp_path_factory, tmp_path, photo):
     """Read from the run: one whose config records a temperature gets the field, and the value reaches its Colorizer.
 
-    No model here has one yet: the U-Net's run is made to report a default of 0.38.
+    effnet_unet's classification head has one (its default recorded in config.json); the autoencoder none.
     """
-    import serving.catalog
-    unet_run = built_run(tmp_path_factory, "unet")
-    real = serving.catalog.run_temperature
-    monkeypatch.setattr(serving.catalog, "run_temperature",
-                        lambda config: 0.38 if config["model"] == "unet" else real(config))
-    choices = find_runs(tmp_path / "runs", [unet_run, built_run(tmp_path_factory, "autoencoder")])
+    effnet_run = built_run(tmp_path_factory, "effnet_unet")
+    default = runs.load_config(effnet_run)["model_options"]["temperature"]
+    choices = find_runs(tmp_path / "runs", [effnet_run, built_run(tmp_path_factory, "autoencoder")],
+                        pretrained_dir=tmp_path / "no-pretrained")
     (tmp_path / "work").mkdir()
     app = create_app(choices, tmp_path / "work")
     client = app.test_client()
     page = client.get("/").get_data(as_text=True)
-    assert re.findall(r'data-temperature="([^"]*)"', page) == ["0.38", ""]   # unet, autoencoder
-    unet, autoencoder = (c.key for c in choices)
-    html = post(client, unet, [("a.png", png_bytes(photo))], temperature="0.5").get_data(as_text=True)
+    assert re.findall(r'data-temperature="([^"]*)"', page) == [f"{default:g}", ""]   # effnet_unet, autoencoder
+    effnet, autoencoder = (c.key for c in choices)
+    html = post(client, effnet, [("a.png", png_bytes(photo))], temperature="0.5").get_data(as_text=True)
     assert len(results_of(html)) == 1
     demo = app.config["DEMO"]
     assert demo.colorizer(choices[0]).temperature == 0.5
     for bad in ("0", "-1", "hot", "11"):
-        response = post(client, unet, [("a.png", png_bytes(photo))], temperature=bad)
+        response = post(client, effnet, [("a.png", png_bytes(photo))], temperature=bad)
         assert response.status_code == 400 and "temperature: a number above 0" in errors_of(response.get_data(as_text=True))[0]
     post(client, autoencoder, [("a.png", png_bytes(photo))], temperature="hot")   # ignored: it takes none
     assert getattr(demo.colorizer(choices[1]), "temperature", None) is None
-    post(client, unet, [("a.png", png_bytes(photo))], temperature="")          # empty: the run's default
-    assert demo.colorizer(choices[0]).temperature == 0.38
+    post(client, effnet, [("a.png", png_bytes(photo))], temperature="")          # empty: the run's default
+    assert demo.colorizer(choices[0]).temperature == default
 
 
 def test_upload_is_colorized_at_full_size_with_its_own_lightness(client, photo):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import run_script as run, trained_run
 
-METRIC_KEYS = {"n_images", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
+METRIC_KEYS = {"n_images", "psnr_color", "n_no_color", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
                "colorfulness_true", "colorfulness_delta", "per_class"}
 
 
@@ -36,7 +36,9 @@ def test_evaluate_writes_every_figure_and_prints_the_table(unet_run, tmp_path):
     assert gray["colorfulness_delta"] == -gray["colorfulness_true"]
     assert gray["psnr"] > 15                                   # gray is a strong baseline on CIFAR
     # the printed table: model vs gray, then per class
-    assert "gray baseline" in result.stdout and "PSNR, mean of per-image (dB)" in result.stdout
+    assert "gray baseline" in result.stdout and "PSNR per image, color originals (dB)" in result.stdout
+    # the headline leaves out originals without color; the sample's first 30 all have color
+    assert model["n_no_color"] == 0 and model["psnr_color"] == pytest.approx(model["psnr"])
     assert "per class" in result.stdout and "airplane" in result.stdout
     assert f"{model['psnr']:.2f}" in result.stdout and f"{gray['psnr']:.2f}" in result.stdout
 
@@ -69,7 +71,9 @@ def test_gray_baseline_keeps_lightness_and_drops_color(sample_val):
 def test_compare_writes_markdown_json_grid_and_curves(unet_run, autoencoder_run, tmp_path):
     runs_dir = unet_run.parent.parent
     out = tmp_path / "results"
-    result = run("evaluate.py", "--compare", "--runs-dir", str(runs_dir), "--out-dir", str(out), "--limit", "20")
+    # effnet_unet left out: without a local run it is scored from its shipped run (tests/test_pretrained.py)
+    result = run("evaluate.py", "--compare", "--runs-dir", str(runs_dir), "--out-dir", str(out), "--limit", "20",
+                 "--models", "autoencoder,unet,fusion_label,fusion_resnet,gan")
     page = (out / "comparison.md").read_text()
     table_rows = [line for line in page.splitlines() if line.startswith("| ") and "---" not in line]
     metrics_rows = table_rows[1:4]                             # header, then one row per model + gray
@@ -88,6 +92,16 @@ def test_compare_writes_markdown_json_grid_and_curves(unet_run, autoencoder_run,
     for name in ("unet", "autoencoder"):
         assert set(doc["models"][name]["metrics"]) == METRIC_KEYS
         assert math.isfinite(doc["models"][name]["metrics"]["psnr"])
+        # the trade-off sweep: chroma gains 1 .. 1.6 (no temperatures: regression models); gain 1 is the
+        # evaluation itself (these one-step runs are already so colorful that more gain mostly clips)
+        sweep = doc["models"][name]["sweep"]
+        assert [(p["temperature"], p["chroma_gain"]) for p in sweep] == [(None, 1.0), (None, 1.2), (None, 1.4),
+                                                                         (None, 1.6)]
+        assert sweep[0]["psnr_pooled"] == pytest.approx(doc["models"][name]["metrics"]["psnr_pooled"])
+        assert sweep[0]["colorfulness"] == pytest.approx(doc["models"][name]["metrics"]["colorfulness"])
+        assert len({round(p["psnr_pooled"], 6) for p in sweep}) == 4          # each gain changes the colors
+    assert Image.open(out / "comparison" / "tradeoff.png").size[0] > 300
+    assert "](comparison/tradeoff.png)" in page
 
     grid = np.asarray(Image.open(out / "comparison" / "grid.png"))
     # 12 rows of 32 px cells enlarged 3x, under a header; columns gray, autoencoder, unet, original

@@ -108,8 +108,10 @@ def test_baked_model_computes_what_the_colorizer_computes(colorizers, model, col
         prior = one_hot(labels).astype(np.float32)
     elif colorizer.spec.prior == "classifier":
         prior = np.random.default_rng(0).dirichlet(np.ones(1000), 6).astype(np.float32)
+    elif colorizer.spec.prior == "encoder":            # effnet_unet: the encoder's taps of the images
+        prior = [np.asarray(t, np.float32) for t in colorizer.prior(images, labels)]
     if prior is not None:
-        arrays.append(prior)
+        arrays += prior if isinstance(prior, list) else [prior]
     got = np.asarray(baked.predict_on_batch(arrays if len(arrays) > 1 else arrays[0]))
     want = colorizer.colorize(images, labels, prior)   # the color images: the Colorizer only uses their L*
     assert got.shape == want.shape == (6, 32, 32, 3)

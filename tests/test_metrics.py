@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+from core import colorspace
 from evaluation import metrics
 
 
@@ -136,3 +137,21 @@ def test_report_quantizes_float_predictions_to_8_bit():
 def test_mismatched_shapes_are_refused():
     with pytest.raises(ValueError, match="shape"):
         metrics.report(np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 8, 9, 3), np.uint8))
+
+
+def test_headline_psnr_leaves_out_originals_without_color():
+    """A gray original gives the gray baseline 100 dB; the headline mean is over originals with color."""
+    rng = np.random.default_rng(3)
+    color = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    gray = np.repeat(rng.integers(0, 256, (1, 8, 8, 1), dtype=np.uint8), 3, axis=-1)   # R = G = B
+    almost = gray.copy()
+    almost[0, 0, 0, 0] += 1                    # one 8-bit step: chroma below one just-noticeable difference
+    true = np.concatenate([color, gray, almost])
+    np.testing.assert_array_equal(metrics.has_color(true), [True, True, False, False])
+    pred = colorspace.to_uint8(colorspace.gray_rgb(true))
+    report = metrics.report(pred, true)
+    per_image = metrics.psnr_per_image(pred, true)
+    assert report["n_no_color"] == 2
+    assert report["psnr_color"] == pytest.approx(per_image[:2].mean())
+    assert report["psnr"] == pytest.approx(per_image.mean()) and report["psnr"] > report["psnr_color"] + 20
+    assert metrics.has_color(np.full((1, 8, 8, 3), (120, 100, 100), np.uint8))[0]   # a faint but real tint

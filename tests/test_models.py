@@ -4,6 +4,7 @@ import pytest
 
 import keras
 
+from core import ab_bins
 from dataset import CifarGenerator
 from models import MODEL_NAMES, REGISTRY, UnknownModelError, build_model, get_spec
 
@@ -15,22 +16,32 @@ EXPECTED = {
     "unet": ([(32, 32, 1)], (32, 32, 2), (-1, 1)),          # tanh, kept from the original
     "fusion_label": ([(32, 32, 1), (10,)], (32, 32, 2), (0, 1)),
     "fusion_resnet": ([(32, 32, 1), (1000,)], (32, 32, 2), (0, 1)),
+    # L, then the encoder taps at 128 px (strides 4 to 32); logits over the 261 ab bins
+    "effnet_unet": ([(32, 32, 1), (32, 32, 24), (16, 16, 40), (8, 8, 112), (4, 4, 320)], (32, 32, 261),
+                    (-np.inf, np.inf)),
 }
 
 
 def test_registry_lists_every_model_and_rejects_unknown_names():
-    assert set(MODEL_NAMES) == {"autoencoder", "unet", "fusion_label", "fusion_resnet", "gan"}
-    with pytest.raises(UnknownModelError, match="valid names: autoencoder, unet, fusion_label, fusion_resnet, gan"):
+    assert set(MODEL_NAMES) == {"autoencoder", "unet", "fusion_label", "fusion_resnet", "gan", "effnet_unet"}
+    with pytest.raises(UnknownModelError, match="valid names: autoencoder, unet, fusion_label, fusion_resnet, gan, "
+                                                "effnet_unet"):
         get_spec("resnet")
 
 
 def fixed_batch(name, sample_val, n=8):
     spec = get_spec(name)
-    prior = None
+    prior, targets = None, None
+    rng = np.random.default_rng(0)
     if spec.prior == "classifier":   # any (N, 1000) distribution will do for shape and learning
         prior = keras.ops.convert_to_numpy(keras.ops.softmax(
-            np.random.default_rng(0).normal(size=(len(sample_val), 1000)).astype(np.float32)))
-    return CifarGenerator(sample_val, batch_size=n, color_space=spec.color_space, shuffle=False, prior=prior)[0]
+            rng.normal(size=(len(sample_val), 1000)).astype(np.float32)))
+    if spec.prior == "encoder":      # any feature maps of the taps' shapes will do, too
+        prior = [rng.normal(size=(len(sample_val), *shape)).astype(np.float16) for shape in EXPECTED[name][0][1:]]
+        weights = np.ones(len(ab_bins.gamut_bins()), np.float32)
+        targets = lambda y: ab_bins.pack_targets(y * 255 - 128, weights)   # noqa: E731
+    return CifarGenerator(sample_val, batch_size=n, color_space=spec.color_space, shuffle=False, prior=prior,
+                          target_transform=targets)[0]
 
 
 @pytest.mark.parametrize("name", FIT_MODELS)
@@ -52,7 +63,7 @@ def test_learns_on_a_fixed_batch_and_reloads_identically(name, sample_val, tmp_p
 
     pred = keras.ops.convert_to_numpy(model.predict(x, verbose=0))
     lo, hi = EXPECTED[name][2]
-    assert pred.shape == (8, 32, 32, 2) and lo <= pred.min() and pred.max() <= hi
+    assert pred.shape == (8, *EXPECTED[name][1]) and lo <= pred.min() and pred.max() <= hi
 
     model.save_weights(tmp_path / "m.weights.h5")
     again = build_model(name)

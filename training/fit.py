@@ -30,9 +30,14 @@ class SampleBatch:
         self.images, self.labels, self.prior = images, labels, prior
 
     @classmethod
-    def take(cls, data, prior: np.ndarray | None, n: int = 8) -> "SampleBatch":
+    def take(cls, data, prior, n: int = 8) -> "SampleBatch":
+        """The first n images; ``prior`` is an (N, D) array, a list of per-image arrays (effnet_unet's taps) or None."""
         n = min(n, len(data))
-        return cls(data.images[:n], data.labels[:n], None if prior is None else prior[:n])
+        if isinstance(prior, (list, tuple)):
+            prior = [p[:n] for p in prior]
+        elif prior is not None:
+            prior = prior[:n]
+        return cls(data.images[:n], data.labels[:n], prior)
 
     def grid(self, colorizer: Colorizer, scale: int = 2) -> np.ndarray:
         generated = colorizer.colorize(self.images, self.labels, self.prior)

@@ -21,7 +21,7 @@ from core.tblog import SummaryWriter
 from dataset import CifarGenerator, ImageSet, load_data
 from inference import data_color_space
 from models import build_model, get_spec, set_jit
-from training import checkpointing, distribute
+from training import checkpointing, distribute, encoder_data
 
 # --mixed-precision value -> Keras dtype policy (models.PRECISIONS), recorded in config.json
 MIXED_PRECISION = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -53,9 +53,10 @@ def run(args) -> Outcome:
         config["seed"] if config else args.seed)
     chief = args.strategy != "multiworker" or distribute.is_chief()   # only the chief writes run and logs
     if config is None:   # a new run: read the data first, so a data error leaves no empty run folder
+        init_config = _init_config(args, spec)
         train = load_data(args.data, args.split, args.image_size, args.limit)
         val = load_val(args, args.data is not None, args.image_size)
-        config = new_config(args, spec, train, val)
+        config = new_config(args, spec, train, val, init_config)
         if chief:
             run_dir = runs.new_run_dir(spec.name, args.run_dir)
             runs.lock(run_dir)
@@ -117,11 +118,22 @@ def _deterministic_kernels() -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def new_config(args, spec, train, val) -> dict:
+def _init_config(args, spec) -> dict | None:
+    """The config of the --init run (checked to be a run of this model), or None without --init."""
+    if getattr(args, "init", None) is None:
+        return None
+    if spec.prior != "encoder":
+        raise runs.RunError(f"--init starts from a run's weights: only effnet_unet supports it, not {spec.name}")
+    return encoder_data.load_init_config(args.init, spec.name)
+
+
+def new_config(args, spec, train, val, init_config: dict | None = None) -> dict:
     """The resolved configuration of a new run (every default made explicit)."""
     options: dict = {"image_size": args.image_size, "precision": MIXED_PRECISION[args.mixed_precision or "off"]}
     if spec.trainer == "gan":
         options["color_space"] = args.color_space or "rgb"
+    if spec.prior == "encoder":
+        options.update(encoder_data.model_options(args, train, init_config))
     config = {
         "model": spec.name,
         "model_options": options,
@@ -146,6 +158,11 @@ def new_config(args, spec, train, val) -> dict:
                            "allow_random_weights": args.allow_random_prior}
     if spec.trainer == "gan":
         config["sample_every"] = args.sample_every or 100
+    if spec.prior == "encoder" and options["head"] == "classification":
+        config["class_rebalancing"] = encoder_data.rebalancing(train)
+    if init_config is not None:   # where the weights started from
+        config["init"] = {"run_dir": str(args.init), "created": init_config.get("created"),
+                          "data": init_config.get("data", {}).get("description")}
     return config
 
 
@@ -222,6 +239,8 @@ def _prior(config: dict, data):
 def _train(spec, config, run_dir, train, val, state, writer, strategy=None) -> int:
     from training import fit as trainer
 
+    if spec.prior == "encoder":
+        return _train_on_features(spec, config, run_dir, train, val, state, writer, strategy)
     train_prior, val_prior = _prior(config, train), _prior(config, val)
     sample_source, sample_prior = (val, val_prior) if val is not None else (train, train_prior)
     samples = trainer.SampleBatch.take(sample_source, sample_prior)
@@ -247,13 +266,36 @@ def _train_model(spec, config, run_dir, train, val, state, writer, strategy, sam
                                seed=config["seed"])
     val_gen = None if val is None else CifarGenerator(val, config["batch_size"], color_space, shuffle=False,
                                                       prior=val_prior)
+    return _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer)
+
+
+def _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer) -> int:
+    """Continue from the run's newest complete checkpoint (else from --init's weights, if given) and fit."""
+    from training import fit as trainer
+
     found = runs.current_checkpoint(run_dir)
     if found is not None:   # --resume (also after a stop inside epoch 1)
         state = trainer.restore_checkpoint(built, found)
         print(f"resuming after epoch {state['epoch']} (step {state['step']})")
+    elif config.get("init"):
+        encoder_data.load_init_weights(built, Path(config["init"]["run_dir"]))
+        print(f"starting from the weights of {config['init']['run_dir']}")
     _write_summary(built, run_dir)
     return trainer.fit(built, config, run_dir, train_gen, val_gen, samples, state, writer,
                        None if found is None else found.step)
+
+
+def _train_on_features(spec, config, run_dir, train, val, state, writer, strategy) -> int:
+    """effnet_unet: the decoder trained on the frozen encoder's cached taps (training/encoder_data.py)."""
+    from training import fit as trainer
+
+    train_gen, val_gen, sample_taps = encoder_data.generators(config, train, val, config["seed"])
+    samples = trainer.SampleBatch.take(val if val is not None else train, sample_taps)
+    with distribute.scope(strategy):
+        built = build_model(spec.name, **config["model_options"])
+        set_jit(built, config.get("jit", "auto"))
+        distribute.synchronize_batch_norm(built, strategy)
+        return _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer)
 
 
 def _write_summary(model, run_dir: Path) -> None:

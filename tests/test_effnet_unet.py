@@ -1,0 +1,126 @@
+"""effnet_unet: cached encoder taps, flips, training through train.py, --init, decoding options."""
+import json
+
+import numpy as np
+import pytest
+
+from cli.errors import run_main
+from core import runs, tblog
+from dataset import CifarGenerator
+from priors import features
+
+TINY = ["--encoder-size", "32"]   # the encoder at 32 px: taps 8x8 .. 1x1, seconds instead of minutes
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A 2-epoch effnet_unet run (classification head) on 16 sample images, tiny encoder, with logs."""
+    base = tmp_path_factory.mktemp("effnet")
+    run_dir = base / "run"
+    script("train", "-m", "effnet_unet", *TINY, "--epochs", "2", "--limit", "16", "--batch-size", "8",
+           "--seed", "1", "--run-dir", run_dir, "--log-dir", base / "logs")
+    return run_dir
+
+
+def script(name: str, *args, expect: int = 0) -> None:
+    """Run an entry script's main in this process (no interpreter start-up and TensorFlow import per call)."""
+    module = __import__(name)
+    assert run_main(module.main, [str(a) for a in args]) == expect
+
+
+def test_taps_are_computed_once_and_cached_by_content(tmp_path, sample_val, monkeypatch):
+    calls = []
+    real = features._run_encoder
+    monkeypatch.setattr(features, "_run_encoder", lambda *a, **k: calls.append(a) or real(*a, **k))
+    images = sample_val.images[:4].copy()
+    first = features.compute_features(images, 32, ["s4", "s32"], cache_dir=tmp_path, verbose=False)
+    assert [t.shape for t in first] == [(4, 8, 8, 24), (4, 1, 1, 320)] and first[0].dtype == np.float16
+    again = features.compute_features(images, 32, ["s4", "s32"], cache_dir=tmp_path, verbose=False)
+    assert len(calls) == 1 and all(np.array_equal(a, b) for a, b in zip(first, again))
+    mirrored = features.compute_features(images, 32, ["s4", "s32"], flip=True, cache_dir=tmp_path, verbose=False)
+    assert len(calls) == 2 and not np.array_equal(mirrored[0], first[0])
+    direct = features.compute_features(images[:, :, ::-1].copy(), 32, ["s4", "s32"], cache=False, verbose=False)
+    assert all(np.array_equal(a, b) for a, b in zip(mirrored, direct))
+    with pytest.raises(features.FeatureError, match="multiple of 32"):
+        features.compute_features(images, 48, ["s32"], cache=False)
+
+
+def test_generator_mirrors_images_with_their_own_taps(sample_val):
+    data = sample_val.subset(16)
+    rng = np.random.default_rng(0)
+    taps = [rng.normal(size=(16, 4, 4, 3)).astype(np.float16)]
+    mirrored = [rng.normal(size=(16, 4, 4, 3)).astype(np.float16)]
+    gen = CifarGenerator(data, 16, "features", shuffle=False, prior=taps, flip_prior=mirrored, seed=1)
+    plain = CifarGenerator(data, 16, "features", shuffle=False, prior=taps, is_training=False)
+    (x, tap), y = gen[0]
+    (x0, tap0), y0, _ = plain[0]
+    flip = gen.mirrored
+    assert 0 < flip.sum() < 16 and tap.dtype == np.float32
+    np.testing.assert_array_equal(x[flip], x0[flip][:, :, ::-1])
+    np.testing.assert_array_equal(y[flip], y0[flip][:, :, ::-1])
+    np.testing.assert_array_equal(tap[flip], mirrored[0][flip].astype(np.float32))
+    np.testing.assert_array_equal(x[~flip], x0[~flip])
+    np.testing.assert_array_equal(tap[~flip], tap0[~flip])
+    gen.on_epoch_end()
+    assert not np.array_equal(gen.mirrored, flip)          # drawn again each epoch
+
+
+def test_train_records_the_head_and_rebalancing_and_the_loss_falls(tiny_run):
+    config = runs.load_config(tiny_run)
+    options = config["model_options"]
+    assert options["head"] == "classification" and options["encoder_size"] == 32 and options["temperature"] == 0.6
+    assert options["decay_steps"] == 2 * 2                  # cosine decay over the whole run: 2 epochs of 2 steps
+    weights = np.array(config["class_rebalancing"]["weights"])
+    assert len(weights) == 261 and weights.min() > 0 and config["class_rebalancing"]["lambda"] == 0.5
+    assert (tiny_run / "model.weights.h5").is_file() and (tiny_run / "samples" / "epoch-002.jpg").is_file()
+    losses = [v for _, v in tblog.read_scalars(config["log_dir"])["train"]["epoch_loss"]]
+    assert len(losses) == 2 and np.all(np.isfinite(losses)) and losses[1] < losses[0]
+
+
+def test_evaluate_sweeps_temperatures_and_chroma_gains(tiny_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    script("evaluate", "-m", "effnet_unet", "--run-dir", tiny_run, "--limit", "20", "--out", out,
+           "--temperatures", "1,0.38", "--chroma-gains", "1,1.5")
+    sweep = json.loads(out.read_text())["sweep"]
+    assert [(p["temperature"], p["chroma_gain"]) for p in sweep] == [(1, 1), (1, 1.5), (0.38, 1), (0.38, 1.5)]
+    # more gain, more color; a lower temperature, more color
+    assert sweep[1]["colorfulness"] > sweep[0]["colorfulness"] and sweep[2]["colorfulness"] > sweep[0]["colorfulness"]
+    assert "sweep (T: temperature" in capsys.readouterr().out
+
+
+def test_temperature_needs_a_classification_head(unet_run, capsys):
+    from cli.errors import run_main
+    import predict
+    assert run_main(predict.main, ["-m", "unet", "--run-dir", str(unet_run), "--temperature", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--temperature applies to a classification head" in err
+
+
+def test_init_from_the_shipped_run_fine_tunes_on_photos(tmp_path, sample_val):
+    """--init pretrained/effnet_unet on four photos of another size: a new run that starts there and learns."""
+    from PIL import Image
+    shipped = runs.ROOT / "pretrained" / "effnet_unet"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, image in enumerate(sample_val.images[:4]):     # any names: labels unknown
+        Image.fromarray(image).resize((48, 48), Image.BICUBIC).save(photos / f"photo{i}.jpg")
+    run_dir = tmp_path / "tuned"
+    script("train", "-m", "effnet_unet", "--init", shipped, "--data", photos, "--image-size", "48",
+           "--epochs", "3", "--batch-size", "4", "--seed", "2", "--run-dir", run_dir, "--log-dir", tmp_path / "logs")
+    config, shipped_config = runs.load_config(run_dir), runs.load_config(shipped)
+    assert config["init"]["run_dir"] == str(shipped)
+    options = config["model_options"]
+    assert options["image_size"] == 48 and options["learning_rate"] == 1e-4
+    assert options["encoder_size"] == shipped_config["model_options"]["encoder_size"] * 48 // 32   # same scale
+    assert options["widths"] == shipped_config["model_options"]["widths"]
+    losses = [v for _, v in tblog.read_scalars(tmp_path / "logs")["train"]["epoch_loss"]]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+
+
+def test_init_refuses_another_model_or_architecture_in_one_line(tiny_run, unet_run, tmp_path, capsys):
+    for args, message in ((["--init", unet_run], "is a run of 'unet', not 'effnet_unet'"),
+                          (["--init", tiny_run, "--head", "regression"], "same architecture")):
+        script("train", "-m", "effnet_unet", *args, "--limit", "8", "--run-dir", tmp_path / "x", expect=2)
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and message in err
+        assert not (tmp_path / "x").exists()

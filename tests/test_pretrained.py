@@ -1,0 +1,98 @@
+"""The shipped run (pretrained/effnet_unet): quality on the bundled sample, lookup, damage, fresh clone."""
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli.errors import run_main
+from conftest import ROOT, SAMPLE
+from core import runs
+from evaluation import metrics, scoring
+from inference import pretrained
+
+SHIPPED = ROOT / "pretrained" / "effnet_unet"
+
+
+@pytest.fixture(scope="module")
+def shipped_colorizer(tmp_path_factory):
+    empty = tmp_path_factory.mktemp("no-runs")
+    colorizer = pretrained.load_run("effnet_unet", runs_dir=empty)   # no local run: the shipped one
+    assert colorizer.run_dir == SHIPPED and "using the shipped run pretrained/effnet_unet" in colorizer.note
+    return colorizer
+
+
+def test_shipped_run_is_small_and_self_describing():
+    files = [p for p in SHIPPED.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 20e6
+    config = runs.load_config(SHIPPED)
+    assert config["model"] == "effnet_unet" and config["model_options"]["head"] == "classification"
+    assert (SHIPPED / "state.json").is_file() and (SHIPPED / "summary.txt").is_file()
+
+
+def test_shipped_weights_beat_gray_on_the_sample(shipped_colorizer, sample_val):
+    """Quality regression test: pooled PSNR above the gray baseline, at least half the originals' color."""
+    report, _ = scoring.evaluate(shipped_colorizer, sample_val)
+    gray = metrics.report(scoring.gray_baseline(sample_val.images), sample_val.images)
+    assert report["psnr_pooled"] > gray["psnr_pooled"], (report["psnr_pooled"], gray["psnr_pooled"])
+    assert report["colorfulness"] >= 0.5 * report["colorfulness_true"], report["colorfulness"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("delete", "is missing"),
+    ("config", "is damaged"),
+    ("no-weights", "has no model.weights.h5"),
+    ("truncated-weights", "do not fit the model"),
+])
+def test_a_damaged_shipped_run_is_one_line_naming_the_fix(damage, message, tmp_path, monkeypatch, capsys):
+    import colorize
+    shipped = tmp_path / "pretrained" / "effnet_unet"
+    shutil.copytree(SHIPPED, shipped)
+    weights = shipped / "model.weights.h5"
+    if damage == "delete":
+        shutil.rmtree(shipped)
+    elif damage == "config":
+        (shipped / "config.json").write_text("{ not json")
+    elif damage == "no-weights":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:1000])
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "pretrained")
+    monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")      # no local run either
+    photo = tmp_path / "photo.png"
+    Image.open(SAMPLE / "val" / "img-10-horse.png").save(photo)
+    assert run_main(colorize.main, [str(photo), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err and "git checkout --" in err, err
+
+
+def test_a_fresh_clone_colorizes_offline_with_the_shipped_run(tmp_path):
+    """git clone, then `python colorize.py photo.jpg` with no -m and no training: the shipped run."""
+    tracked = subprocess.run(["git", "ls-files", "pretrained/effnet_unet"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0 or "model.weights.h5" not in tracked.stdout:
+        pytest.skip("not a git checkout with the shipped run committed")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, capture_output=True)
+    photo = tmp_path / "photo.jpg"
+    Image.open(SAMPLE / "val" / "img-10-horse.png").convert("RGB").resize((96, 80)).save(photo)
+    result = subprocess.run([sys.executable, "colorize.py", str(photo), "--out", str(tmp_path / "out")], cwd=clone,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "using the shipped run pretrained/effnet_unet" in result.stdout
+    out = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    assert out.shape == (80, 96, 3) and metrics.colorfulness_per_image(out[None])[0] > 1
+
+
+def test_compare_scores_the_shipped_run_at_every_temperature(tmp_path, monkeypatch, capsys):
+    import json
+
+    import compare
+    monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")
+    assert compare.main(["--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"), "--limit", "12",
+                         "--models", "effnet_unet"]) == 0
+    assert "using the shipped run pretrained/effnet_unet" in capsys.readouterr().out
+    sweep = json.loads((tmp_path / "out" / "comparison.json").read_text())["models"]["effnet_unet"]["sweep"]
+    assert [p["temperature"] for p in sweep[4:]] == [1.0, 0.6, 0.38, 0.25]     # after the 4 chroma gains
+    assert sweep[-1]["colorfulness"] > sweep[4]["colorfulness"]               # colder, more colorful

@@ -1,0 +1,126 @@
+"""effnet_unet's training data: encoder taps computed once, flips, class rebalancing, ``--init``.
+
+- The frozen encoder's taps (``priors.features``) are computed once per data set and once for the
+  data set mirrored, and cached: the generator serves each image or its mirror image (1/2 each,
+  drawn every epoch) with its own taps.
+- The classification head's class rebalancing weights come from the empirical ab-bin distribution
+  of the run's training images (``core.ab_bins``) and are recorded in config.json, so a resumed
+  run keeps them; the targets are packed once per data set (``core.ab_bins.pack_targets``).
+- ``--init RUN_DIR`` starts from another run's decoder weights (the shipped run included): the
+  architecture is that run's, the image size may differ (the network is fully convolutional, and
+  the encoder size scales with the image size).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from core import ab_bins, colorspace, runs
+from dataset import CifarGenerator, ImageSet
+from inference.colorizer import encoder_features
+from models import effnet_unet
+
+# Options that fix the decoder's weights: an --init run must agree on them.
+ARCHITECTURE = ("head", "taps", "widths")
+INIT_LEARNING_RATE = 1e-4   # fine-tuning from a trained decoder: a tenth of a new run's
+
+
+def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
+    """effnet_unet's model_options for a new run: train.py's choices, or the --init run's architecture."""
+    given = {} if init_config is None else _inherited(init_config, args.image_size)
+    for key, value in (("head", args.head), ("encoder_size", args.encoder_size), ("temperature", args.temperature),
+                       ("learning_rate", args.learning_rate)):
+        if value is not None:
+            given[key] = value
+    if init_config is not None:
+        given.setdefault("learning_rate", INIT_LEARNING_RATE)
+        _check_same_architecture(init_config, given, args.init)
+    batch = args.batch_size or 32
+    steps = math.ceil(len(train) / batch) if args.steps is None else min(args.steps, math.ceil(len(train) / batch))
+    given["decay_steps"] = steps * (args.epochs if args.epochs is not None else 5)   # cosine decay over the run
+    return effnet_unet.options(args.image_size, **given)
+
+
+def _inherited(init_config: dict, image_size: int) -> dict:
+    """The --init run's options; the encoder size scaled by the image size (same pixels per feature)."""
+    old = dict(init_config["model_options"])
+    scale = image_size / old.get("image_size", 32)
+    old["encoder_size"] = int(round(old["encoder_size"] * scale))
+    return {k: v for k, v in old.items() if k in effnet_unet.DEFAULTS and k not in ("learning_rate", "decay_steps")}
+
+
+def _check_same_architecture(init_config: dict, given: dict, init_dir: Path) -> None:
+    old = init_config["model_options"]
+    for key in ARCHITECTURE:
+        if key in given and list(np.ravel(given[key])) != list(np.ravel(old.get(key))):
+            raise runs.RunError(f"{init_dir} has {key} {old.get(key)}, not {given[key]}: --init needs a run of the "
+                                f"same architecture (leave --{key} out to take the run's)")
+
+
+def load_init_config(init_dir: Path, model: str) -> dict:
+    """The config of the --init run, checked to be a run of ``model``."""
+    config = runs.load_config(init_dir)
+    if config.get("model") != model:
+        raise runs.RunError(f"{init_dir} is a run of '{config.get('model')}', not '{model}': --init needs a run of "
+                            f"the same model")
+    return config
+
+
+def load_init_weights(model, init_dir: Path) -> None:
+    """The --init run's weights into ``model``; its optimizer state is not taken (a new run, a new Adam)."""
+    with warnings.catch_warnings():
+        # Keras warns that the saved optimizer's variables are skipped: that is the point here.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        try:
+            model.load_weights(runs.weights_file(_init_checkpoint(init_dir)))
+        except (ValueError, OSError) as err:
+            raise runs.RunError(f"{init_dir}: its weights do not fit this model ({' '.join(str(err).split())[:200]});"
+                                " --init needs a run of the same architecture") from None
+
+
+def _init_checkpoint(init_dir: Path):
+    """The --init run's newest complete checkpoint (core.checkpoints); RunError if it has none."""
+    checkpoint = runs.current_checkpoint(init_dir)
+    if checkpoint is None:
+        raise runs.RunError(f"{init_dir}: no weights in this run folder; --init needs a trained run")
+    return checkpoint
+
+
+def rebalancing(train: ImageSet) -> dict:
+    """Class rebalancing of the classification head from the training images, for config.json."""
+    _, y = colorspace.encode_lab(train.images)
+    ab = y * np.float32(255) - np.float32(128)                       # (N, S, S, 2) ab units
+    bins = ab_bins.gamut_bins()
+    p = ab_bins.empirical_distribution(ab, bins)
+    return {"lambda": ab_bins.LAMBDA, "sigma": ab_bins.SIGMA, "n_bins": int(len(bins)),
+            "weights": [round(float(w), 6) for w in ab_bins.rebalancing_weights(p, bins)]}
+
+
+def _targets(config: dict):
+    """The generator's target_transform: packed soft targets (classification), or None (regression)."""
+    if config["model_options"]["head"] != "classification":
+        return None
+    weights = np.asarray(config["class_rebalancing"]["weights"], np.float32)
+
+    def pack(y: np.ndarray) -> np.ndarray:   # (N, S, S, 2) LAB encoding -> (N, S, S, 11)
+        return ab_bins.pack_targets(y * np.float32(255) - np.float32(128), weights)
+    return pack
+
+
+def generators(config: dict, train: ImageSet, val: ImageSet | None, seed: int):
+    """(training generator with flips, validation generator or None, the sample images' taps)."""
+    print("encoder features of the training images, and of their mirror images (for flips):")
+    taps = encoder_features(config, train.images, verbose=True)
+    mirrored = encoder_features(config, train.images, flip=True, verbose=True)
+    targets = _targets(config)
+    train_gen = CifarGenerator(train, config["batch_size"], "features", shuffle=True, prior=taps,
+                               flip_prior=mirrored, target_transform=targets, seed=seed)
+    if val is None:
+        return train_gen, None, taps
+    val_taps = encoder_features(config, val.images, verbose=True)
+    val_gen = CifarGenerator(val, config["batch_size"], "features", shuffle=False, prior=val_taps,
+                             target_transform=targets)
+    return train_gen, val_gen, val_taps
