@@ -62,7 +62,10 @@ def test_generator_mirrors_images_with_their_own_taps(sample_val):
     np.testing.assert_array_equal(x[~flip], x0[~flip])
     np.testing.assert_array_equal(tap[~flip], tap0[~flip])
     gen.on_epoch_end()
-    assert not np.array_equal(gen.mirrored, flip)          # drawn again each epoch
+    assert not np.array_equal(gen.mirrored, flip)          # drawn again each epoch ...
+    (x_again, _), y_again = gen.epoch_batch(0, 0)           # ... from (seed, epoch) alone: a resume sees epoch 0 again
+    np.testing.assert_array_equal(x_again, x)
+    np.testing.assert_array_equal(y_again, y)
 
 
 def test_train_records_the_head_and_rebalancing_and_the_loss_falls(tiny_run):
@@ -72,7 +75,7 @@ def test_train_records_the_head_and_rebalancing_and_the_loss_falls(tiny_run):
     assert options["decay_steps"] == 2 * 2                  # cosine decay over the whole run: 2 epochs of 2 steps
     weights = np.array(config["class_rebalancing"]["weights"])
     assert len(weights) == 261 and weights.min() > 0 and config["class_rebalancing"]["lambda"] == 0.5
-    assert (tiny_run / "model.weights.h5").is_file() and (tiny_run / "samples" / "epoch-002.jpg").is_file()
+    assert runs.current_checkpoint(tiny_run).state["epoch"] == 2 and (tiny_run / "samples" / "epoch-002.jpg").is_file()
     losses = [v for _, v in tblog.read_scalars(config["log_dir"])["train"]["epoch_loss"]]
     assert len(losses) == 2 and np.all(np.isfinite(losses)) and losses[1] < losses[0]
 

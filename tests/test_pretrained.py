@@ -29,7 +29,8 @@ def test_shipped_run_is_small_and_self_describing():
     assert sum(p.stat().st_size for p in files) < 20e6
     config = runs.load_config(SHIPPED)
     assert config["model"] == "effnet_unet" and config["model_options"]["head"] == "classification"
-    assert (SHIPPED / "state.json").is_file() and (SHIPPED / "summary.txt").is_file()
+    checkpoint = runs.current_checkpoint(SHIPPED, announce=False)   # a verified checkpoint, like any run's
+    assert checkpoint.state["epoch"] == 6 and not checkpoint.legacy and (SHIPPED / "summary.txt").is_file()
 
 
 def test_shipped_weights_beat_gray_on_the_sample(shipped_colorizer, sample_val):
@@ -43,18 +44,21 @@ def test_shipped_weights_beat_gray_on_the_sample(shipped_colorizer, sample_val):
 @pytest.mark.parametrize("damage, message", [
     ("delete", "is missing"),
     ("config", "is damaged"),
-    ("no-weights", "has no model.weights.h5"),
-    ("truncated-weights", "do not fit the model"),
+    ("no-checkpoints", "has no model.weights.h5"),
+    ("no-weights", "is damaged"),
+    ("truncated-weights", "is damaged"),
 ])
 def test_a_damaged_shipped_run_is_one_line_naming_the_fix(damage, message, tmp_path, monkeypatch, capsys):
     import colorize
     shipped = tmp_path / "pretrained" / "effnet_unet"
     shutil.copytree(SHIPPED, shipped)
-    weights = shipped / "model.weights.h5"
+    weights = runs.weights_file(runs.current_checkpoint(shipped))
     if damage == "delete":
         shutil.rmtree(shipped)
     elif damage == "config":
         (shipped / "config.json").write_text("{ not json")
+    elif damage == "no-checkpoints":
+        shutil.rmtree(shipped / "checkpoints")
     elif damage == "no-weights":
         weights.unlink()
     else:
