@@ -120,8 +120,9 @@ def test_multiworker_needs_tf_config_and_a_seed(monkeypatch):
 def test_a_non_chief_writes_into_a_temporary_copy_of_the_checkpoint(tmp_path, monkeypatch):
     run = tmp_path / "run"
     (run / "samples").mkdir(parents=True)
-    for name in ("config.json", "state.json", "model.weights.h5", "combined.optimizer.npz"):   # the older layout
+    for name in ("config.json", "model.weights.h5", "combined.optimizer.npz"):   # the older layout
         (run / name).write_text(name)
+    (run / "state.json").write_text('{"epoch": 1, "step": 4}')   # read (and checked) as the legacy checkpoint's state
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     monkeypatch.setattr(distribute, "REMOVE_WORKER_DIRS", False)
     assert distribute.worker_run_dir(run, chief=True) == run

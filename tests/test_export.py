@@ -245,8 +245,8 @@ def test_card_documents_every_color_space():
 
 def test_an_encoding_the_conversion_does_not_know_is_one_clear_error():
     from types import SimpleNamespace
-    newcomer = SimpleNamespace(color_space="features", spec=SimpleNamespace(name="newcomer"), network=None, image_size=32)
-    with pytest.raises(export.ExportError, match="newcomer uses 'features': export it without --bake-color"):
+    newcomer = SimpleNamespace(color_space="hsv", spec=SimpleNamespace(name="newcomer"), network=None, image_size=32)
+    with pytest.raises(export.ExportError, match="newcomer uses 'hsv': export it without --bake-color"):
         export.exportable(newcomer, bake_color=True)
     image_in, out = card.encodings("features", baked=False)
     assert image_in["range"] == [0.0, 1.0] and out["range"] is None and "raw output" in out["encoding"]
