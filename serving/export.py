@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from core import colorspace
-from dataset import SAMPLE_DIR, load_images, one_hot
+from dataset import SAMPLE_DIR, load_images
 from inference import Colorizer
 from serving import card as cards
 from serving.colorgraph import bake

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import ROOT, SAMPLE, run_script

@@ -251,12 +251,16 @@ def _train(spec, config, run_dir, train, val, state, writer, strategy=None) -> i
                             val_prior)
 
 
-def _train_model(spec, config, run_dir, train, val, state, writer, strategy, samples, train_prior, val_prior) -> int:
-    from training import fit as trainer
-
+def _build(spec, config, strategy):
+    """The run's model (under the caller's strategy scope), with --jit and global-batch BatchNorm statistics."""
     built = build_model(spec.name, **config["model_options"])
     set_jit(built, config.get("jit", "auto"))
     distribute.synchronize_batch_norm(built, strategy)   # global-batch statistics with several replicas
+    return built
+
+
+def _train_model(spec, config, run_dir, train, val, state, writer, strategy, samples, train_prior, val_prior) -> int:
+    built = _build(spec, config, strategy)
     if spec.trainer == "gan":
         from training import gan_loop
         return gan_loop.train(built, config, run_dir, train, samples, writer, state, strategy)
@@ -292,9 +296,7 @@ def _train_on_features(spec, config, run_dir, train, val, state, writer, strateg
     train_gen, val_gen, sample_taps = encoder_data.generators(config, train, val, config["seed"])
     samples = trainer.SampleBatch.take(val if val is not None else train, sample_taps)
     with distribute.scope(strategy):
-        built = build_model(spec.name, **config["model_options"])
-        set_jit(built, config.get("jit", "auto"))
-        distribute.synchronize_batch_norm(built, strategy)
+        built = _build(spec, config, strategy)
         return _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer)
 
 
