@@ -27,7 +27,7 @@ from pathlib import Path
 from PIL import Image
 
 from cli.errors import run_main
-from cli.options import add_decoding_args
+from cli.options import add_decoding_args, decoding
 from core import runs
 from core.stopping import GracefulStop, signal_name
 from dataset import CLASS_NAMES, MAX_PIXELS
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     # Pillow refuses (DecompressionBombError) images above twice this before decoding; open_image
     # refuses those above MAX_PIXELS itself. Set here, not at import: other tools keep Pillow's default.
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    colorizer = load_run(spec.name, args.run_dir).set_decoding(args.temperature, args.chroma_gain)
+    colorizer = load_run(spec.name, args.run_dir).set_decoding(**decoding(args))
     if colorizer.note:
         print(colorizer.note)
     run_dir = colorizer.run_dir

@@ -12,11 +12,12 @@ from __future__ import annotations
 import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
 from cli.errors import run_main
-from cli.options import add_compare_args, add_data_args, add_decoding_args, add_model_arg
+from cli.options import add_compare_args, add_data_args, add_decoding_args, add_model_arg, decoding
 from core import runs
 from dataset import load_data
 from evaluation import metrics, report, scoring
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     colorizer = scoring.load_colorizer(args.model, args.run_dir, args.runs_dir)
     if colorizer.note:
         print(colorizer.note)
-    colorizer.set_decoding(args.temperature, args.chroma_gain)
+    colorizer.set_decoding(**decoding(args))
     data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
     print(f"evaluating {colorizer.run_dir} on {len(data)} images ({data.description})")
     model_report, _ = scoring.evaluate(colorizer, data, args.batch_size)
@@ -69,19 +70,21 @@ def main(argv=None) -> int:
     print()
     print(scoring.format_result(result))
     if settings:
-        print("\nsweep (T: temperature, gain: chroma gain):")
+        print("\nsweep (T: temperature, undo: rebalancing undone, gain: chroma gain):")
         print(scoring.sweep_table(result["sweep"], gray_report))
     print(f"\nwrote {out}")
     return 0
 
 
-def sweep_settings(args) -> list[tuple[float | None, float | None]]:
-    """(temperature, chroma gain) pairs of --temperatures x --chroma-gains (None: the evaluated setting's)."""
-    temperatures = args.temperatures or [args.temperature]
-    gains = args.chroma_gains or [args.chroma_gain]
-    if args.temperatures is None and args.chroma_gains is None:
+def sweep_settings(args) -> list[dict]:
+    """Every combination of --temperatures x --undo-rebalancings x --chroma-gains (one given alone
+    varies alone; None: the evaluated setting's)."""
+    lists = {"temperature": args.temperatures, "undo_rebalancing": args.undo_rebalancings,
+             "chroma_gain": args.chroma_gains}
+    if all(v is None for v in lists.values()):
         return []
-    return [(t, g) for t in temperatures for g in gains]
+    axes = [[(k, v) for v in (values or [getattr(args, k)])] for k, values in lists.items()]
+    return [dict(combo) for combo in itertools.product(*axes)]
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from cli.errors import run_main
-from cli.options import add_data_args, add_decoding_args, add_model_arg
+from cli.options import add_data_args, add_decoding_args, add_model_arg, decoding
 from core import runs
 from core.grids import prediction_grid, save_image
 from dataset import load_data
@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    colorizer = load_run(args.model, args.run_dir).set_decoding(args.temperature, args.chroma_gain)
+    colorizer = load_run(args.model, args.run_dir).set_decoding(**decoding(args))
     if colorizer.note:
         print(colorizer.note)
     data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")

@@ -68,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("effnet_unet")
     g.add_argument("--head", choices=("classification", "regression"), default=None,
                    help="classification over ab bins (default) or regression of ab")
+    g.add_argument("--loss", choices=("huber", "l1", "mse"), default=None,
+                   help="the regression head's loss (default huber; mse is what pooled PSNR measures)")
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
     g.add_argument("--temperature", type=float, default=None,

@@ -48,15 +48,37 @@ def _positive_floats(text: str) -> list[float]:
     return values
 
 
+def _unit_floats(text: str) -> list[float]:
+    values = _positive_floats(text)
+    if not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers from 0 to 1, got {text!r}")
+    return values
+
+
 def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
-    """--temperature and --chroma-gain (and, for evaluate.py, their sweeps)."""
+    """--temperature, --chroma-gain, --undo-rebalancing and --flip-average (and, for evaluate.py, sweeps of the first three)."""
     parser.add_argument("--temperature", type=float, default=None,
                         help="annealed-mean temperature of a classification head (effnet_unet): 1 = the expected "
                              "color, lower = more colorful (default: the run's, 0.6)")
     parser.add_argument("--chroma-gain", type=float, default=None,
                         help="multiply the predicted a, b by this (any model; default 1)")
+    parser.add_argument("--undo-rebalancing", type=float, default=None, metavar="U",
+                        help="classification head (effnet_unet): divide this much (0-1) of the training's class "
+                             "rebalancing back out; with --temperature 1, 1 gives the expected color, the most "
+                             "faithful setting (default 0: as trained, colorful)")
+    parser.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
+                        help="also colorize the mirror image, mirror its colors back and average the two (any "
+                             "model; twice the work; default off)")
     if sweep:
         parser.add_argument("--temperatures", type=_positive_floats, default=None, metavar="T1,T2,...",
                             help="also score each of these temperatures (e.g. 1,0.6,0.38)")
         parser.add_argument("--chroma-gains", type=_positive_floats, default=None, metavar="G1,G2,...",
                             help="also score each of these chroma gains (e.g. 1,1.2,1.4)")
+        parser.add_argument("--undo-rebalancings", type=_unit_floats, default=None, metavar="U1,U2,...",
+                            help="also score each of these --undo-rebalancing values (e.g. 0,0.5,1)")
+
+
+def decoding(args) -> dict:
+    """The decoding options of add_decoding_args, as Colorizer.set_decoding's keywords (None: the run's)."""
+    return {"temperature": args.temperature, "chroma_gain": args.chroma_gain,
+            "undo_rebalancing": args.undo_rebalancing, "flip_average": args.flip_average}

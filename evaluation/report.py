@@ -32,6 +32,8 @@ GRID_CELL_PX = 96       # cells are enlarged (nearest) to about this size: 32 px
 # curve lies above the chroma-gain curves.
 SWEEP_GAINS = (1.0, 1.2, 1.4, 1.6)
 SWEEP_TEMPERATURES = (1.0, 0.6, 0.38, 0.25)
+# ... and at T = 1 with their class rebalancing undone this much (1: the expected color, most faithful).
+SWEEP_UNDO = (0.25, 0.5, 0.75, 1.0)
 
 
 def model_list(spec: str | None) -> list[str]:
@@ -78,17 +80,25 @@ def evaluate_models(models: list[str], runs_dir: Path, load, batch_size: int = 6
             continue
         results[name] = {"run_dir": str(colorizer.run_dir), "image_size": colorizer.image_size,
                          "config": colorizer.config, "metrics": report, "pred": pred,
-                         "sweep": scoring.sweep(colorizer, data, sweep_settings(colorizer), batch_size)}
+                         "sweep": tradeoff_sweep(colorizer, data, batch_size)}
     return results, skipped
 
 
-def sweep_settings(colorizer) -> list[tuple[float | None, float | None]]:
-    """(temperature, gain) points of the trade-off plot: the gains at the run's own decoding, and each
-    temperature of a classification head."""
-    points = [(None, g) for g in SWEEP_GAINS]
+def sweep_settings(colorizer) -> list[tuple[str, dict]]:
+    """(curve, decoding setting) points of the trade-off plot: the gains at the run's own decoding and,
+    for a classification head, each temperature, and each undoing of its rebalancing at T = 1."""
+    points = [("gain", {"chroma_gain": g}) for g in SWEEP_GAINS]
     if colorizer.config["model_options"].get("head") == "classification":
-        points += [(t, 1.0) for t in SWEEP_TEMPERATURES]
+        points += [("temperature", {"temperature": t, "chroma_gain": 1.0}) for t in SWEEP_TEMPERATURES]
+        points += [("undo", {"temperature": 1.0, "undo_rebalancing": u, "chroma_gain": 1.0}) for u in SWEEP_UNDO]
     return points
+
+
+def tradeoff_sweep(colorizer, data, batch_size: int = 64) -> list[dict]:
+    """scoring.sweep over sweep_settings, each point labeled with its curve."""
+    points = sweep_settings(colorizer)
+    rows = scoring.sweep(colorizer, data, [setting for _, setting in points], batch_size)
+    return [{"curve": curve, **row} for (curve, _), row in zip(points, rows)]
 
 
 # ---- figures ------------------------------------------------------------------------
@@ -181,7 +191,8 @@ def plot_curves(model: str, panels, path: Path) -> None:
 
 def plot_tradeoff(doc: dict, path: Path) -> None:
     """Pooled PSNR against colorfulness: per model a chroma-gain curve (dashed) and, for classification
-    heads, a temperature curve (solid); the gray baseline's PSNR and the originals' colorfulness marked."""
+    heads, a temperature curve (solid) and an undo-rebalancing curve at T = 1 (dotted); the gray
+    baseline's PSNR and the originals' colorfulness marked."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 5), layout="constrained")
@@ -189,12 +200,13 @@ def plot_tradeoff(doc: dict, path: Path) -> None:
     gray = doc["gray_baseline"]
     for i, (name, r) in enumerate(doc["models"].items()):
         color = f"C{i}"
-        gains, temps = r["sweep"][:len(SWEEP_GAINS)], r["sweep"][len(SWEEP_GAINS):]   # as sweep_settings orders them
-        ax.plot([p["colorfulness"] for p in gains], [p["psnr_pooled"] for p in gains], "--o", color=color,
-                markersize=3, label=f"{name}, gain " + ",".join(f"{p['chroma_gain']:g}" for p in gains))
-        if temps:
-            ax.plot([p["colorfulness"] for p in temps], [p["psnr_pooled"] for p in temps], "-s", color=color,
-                    label=f"{name}, T " + ",".join(f"{p['temperature']:g}" for p in temps))
+        for curve, style, key, short in (("gain", "--o", "chroma_gain", "gain"), ("temperature", "-s", "temperature", "T"),
+                                         ("undo", ":^", "undo_rebalancing", "T 1, undo")):
+            points = [p for p in r["sweep"] if p.get("curve", "gain") == curve]
+            if points:
+                ax.plot([p["colorfulness"] for p in points], [p["psnr_pooled"] for p in points], style, color=color,
+                        markersize=3 if curve == "gain" else 5,
+                        label=f"{name}, {short} " + ",".join(f"{p[key]:g}" for p in points))
     ax.axhline(gray["psnr_pooled"], color="gray", linestyle=":", label=f"gray baseline ({gray['psnr_pooled']:.2f} dB)")
     ax.axvline(gray["colorfulness_true"], color="black", linestyle=":",
                label=f"originals' colorfulness ({gray['colorfulness_true']:.1f})")
@@ -216,6 +228,10 @@ def _rel(path: str | Path, start: Path) -> str:
         return Path(path).resolve().relative_to(start.resolve()).as_posix()
     except ValueError:
         return str(path)
+
+
+def _g(value) -> str:
+    return "-" if value is None else format(value, "g")
 
 
 def _cell(key: str, value) -> str:
@@ -253,13 +269,14 @@ def markdown(doc: dict, out_dir: Path) -> str:
     lines += ["## Fidelity against colorfulness", "",
               "Each model at chroma gains " + ", ".join(f"{g:g}" for g in SWEEP_GAINS) + " (a, b multiplied: the "
               "trivial way to more color) and, for classification heads, at temperatures " +
-              ", ".join(f"{t:g}" for t in SWEEP_TEMPERATURES) + ":", "",
+              ", ".join(f"{t:g}" for t in SWEEP_TEMPERATURES) + " and, at T = 1, with their class rebalancing "
+              "undone by " + ", ".join(f"{u:g}" for u in SWEEP_UNDO) + " (1: the expected color):", "",
               f"![PSNR against colorfulness]({_rel(doc['files']['tradeoff'], out_dir)})", "",
-              "| model | T | gain | PSNR pooled | PSNR color originals | SSIM | colorfulness |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "| model | T | undo | gain | PSNR pooled | PSNR color originals | SSIM | colorfulness |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in doc["models"].items():
         for p in r["sweep"]:
-            lines.append(f"| {name} | {'-' if p['temperature'] is None else format(p['temperature'], 'g')} | "
+            lines.append(f"| {name} | {_g(p['temperature'])} | {_g(p.get('undo_rebalancing'))} | "
                          f"{p['chroma_gain']:g} | {_cell('psnr_pooled', p['psnr_pooled'])} | "
                          f"{_cell('psnr_color', p['psnr_color'])} | {_cell('ssim', p['ssim'])} | "
                          f"{_cell('colorfulness', p['colorfulness'])} |")

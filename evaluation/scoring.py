@@ -50,23 +50,28 @@ def evaluate(colorizer: Colorizer, data: ImageSet, batch_size: int = 64) -> tupl
     return metrics.report(pred, data.images, data.labels), pred
 
 
-def sweep(colorizer: Colorizer, data: ImageSet, settings: list[tuple[float | None, float | None]],
-          batch_size: int = 64) -> list[dict]:
-    """metrics.report (without per-class figures) for each (temperature, chroma gain); the network runs once.
+DECODING_KEYS = ("temperature", "chroma_gain", "undo_rebalancing")   # what a sweep varies (Colorizer.set_decoding)
 
-    None keeps the colorizer's current value. The colorizer's own setting is restored afterwards.
+
+def sweep(colorizer: Colorizer, data: ImageSet, settings: list[dict], batch_size: int = 64) -> list[dict]:
+    """metrics.report (without per-class figures) for each setting, a dict of some of DECODING_KEYS
+    (None or absent: the colorizer's current value); the network runs once. The colorizer's own
+    setting is restored afterwards.
     """
     raw = colorizer.network_output(data.images, data.labels, batch_size=batch_size)
-    kept = colorizer.temperature, colorizer.chroma_gain
+    kept = {k: getattr(colorizer, k) for k in DECODING_KEYS}
     out = []
     try:
-        for temperature, gain in settings:
-            colorizer.set_decoding(temperature, gain)
+        for setting in settings:
+            colorizer.set_decoding(**{k: setting.get(k) for k in DECODING_KEYS})
             report = metrics.report(metrics.as_uint8(colorizer.decode(raw)), data.images)
             report.pop("per_class")
-            out.append({"temperature": colorizer.temperature, "chroma_gain": colorizer.chroma_gain, **report})
+            out.append({**{k: getattr(colorizer, k) for k in DECODING_KEYS}, **report})
+            for k, v in kept.items():
+                setattr(colorizer, k, v)
     finally:
-        colorizer.temperature, colorizer.chroma_gain = kept
+        for k, v in kept.items():
+            setattr(colorizer, k, v)
     return out
 
 
@@ -76,10 +81,10 @@ SWEEP_COLUMNS = (("psnr_pooled", "PSNR pooled", "{:.2f}"), ("psnr_color", "PSNR 
 
 def sweep_table(rows: list[dict], gray: dict) -> str:
     """One line per setting, and the gray baseline: pooled and per-image PSNR, SSIM, colorfulness."""
-    head = ["T", "gain"] + [label for _, label, _ in SWEEP_COLUMNS]
-    lines = [[_fmt("{:g}", r["temperature"]), f"{r['chroma_gain']:g}"] + [_fmt(f, r[k]) for k, _, f in SWEEP_COLUMNS]
-             for r in rows]
-    lines.append(["gray", ""] + [_fmt(f, gray[k]) for k, _, f in SWEEP_COLUMNS])
+    head = ["T", "undo", "gain"] + [label for _, label, _ in SWEEP_COLUMNS]
+    lines = [[_fmt("{:g}", r["temperature"]), _fmt("{:g}", r.get("undo_rebalancing")), f"{r['chroma_gain']:g}"] +
+             [_fmt(f, r[k]) for k, _, f in SWEEP_COLUMNS] for r in rows]
+    lines.append(["gray", "", ""] + [_fmt(f, gray[k]) for k, _, f in SWEEP_COLUMNS])
     widths = [max(len(x) for x in col) + 2 for col in zip(head, *lines)]
     return "\n".join("".join(c.rjust(w) for c, w in zip(line, widths)) for line in [head, *lines])
 

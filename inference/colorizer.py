@@ -6,6 +6,7 @@ so every tool encodes inputs and decodes outputs the same way.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +22,13 @@ def data_color_space(config: dict) -> str:
     if spec.trainer == "gan" and config["model_options"].get("color_space", "rgb") == "lab":
         return "LAB_SYM"
     return spec.color_space
+
+
+class RawOutput(NamedTuple):
+    """What a network made of a batch, before decoding (:meth:`Colorizer.network_output`)."""
+    x: np.ndarray                           # the network's input: L or gray, which decoding keeps
+    y: np.ndarray                           # its raw output (RGB, ab, or effnet_unet's logits)
+    y_mirrored: np.ndarray | None = None    # its raw output on the mirror images (flip averaging), not flipped back
 
 
 class MissingLabelError(ValueError):
@@ -47,10 +55,29 @@ class Colorizer:
         # predicted a, b (1: as predicted).
         self.temperature = self.options.get("temperature") if self.options.get("head") == "classification" else None
         self.chroma_gain = 1.0
+        # How much of the class rebalancing a classification head was trained with is divided back
+        # out of its probabilities (models.effnet_unet.decode): 0 as trained (colorful), 1 fully
+        # (with T = 1: the expected color, most faithful). None for models without one.
+        self.undo_rebalancing = 0.0 if self.temperature is not None else None
+        # Test-time flips: also colorize the mirror image, mirror its colors back and average the two.
+        self.flip_average = False
         self.note = None   # set by inference.pretrained.load_run when the shipped run stands in
 
-    def set_decoding(self, temperature: float | None = None, chroma_gain: float | None = None) -> "Colorizer":
-        """Change the temperature (classification heads only) and the chroma gain; None keeps the current one."""
+    def set_decoding(self, temperature: float | None = None, chroma_gain: float | None = None,
+                     flip_average: bool | None = None, undo_rebalancing: float | None = None) -> "Colorizer":
+        """Change the temperature and the undoing of class rebalancing (classification heads only),
+        the chroma gain and test-time flips; None keeps the current one."""
+        if flip_average is not None:
+            self.flip_average = bool(flip_average)
+        if undo_rebalancing is not None:
+            if self.undo_rebalancing is None:
+                raise DecodingError(f"--undo-rebalancing applies to a classification head; {self.spec.name} "
+                                    f"({self.run_dir}) has none: leave it out")
+            if undo_rebalancing and not self.config.get("class_rebalancing"):
+                raise DecodingError(f"{self.run_dir}: config.json records no class_rebalancing weights to undo")
+            if not 0 <= undo_rebalancing <= 1:
+                raise DecodingError(f"--undo-rebalancing must be between 0 and 1, got {undo_rebalancing}")
+            self.undo_rebalancing = float(undo_rebalancing)
         if temperature is not None:
             if self.options.get("head") != "classification":
                 raise DecodingError(f"--temperature applies to a classification head; {self.spec.name} "
@@ -99,11 +126,21 @@ class Colorizer:
         """images (N, S, S, 3) uint8 at the model's size -> float32 RGB [0, 1] (N, S, S, 3)."""
         return self.decode(self.network_output(images, labels, prior, batch_size))
 
-    def network_output(self, images: np.ndarray, labels=None, prior=None, batch_size: int = 64) -> tuple:
-        """(the network's input, its raw output): what :meth:`decode` turns into colors.
+    def network_output(self, images: np.ndarray, labels=None, prior=None, batch_size: int = 64) -> "RawOutput":
+        """The network's input and raw output (and, with flip averaging, its output on the mirror
+        images): what :meth:`decode` turns into colors.
 
         Decoding is separate so that a sweep over temperatures or chroma gains runs the network once.
         """
+        x, y = self._run(images, labels, prior, batch_size)
+        if not self.flip_average:
+            return RawOutput(x, y)
+        # The mirror images' prior (encoder taps, classifier features) is computed from them; a label is the same.
+        _, y_mirrored = self._run(np.ascontiguousarray(images[:, :, ::-1]), labels, None, batch_size)
+        return RawOutput(x, y, y_mirrored)
+
+    def _run(self, images: np.ndarray, labels, prior, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the network's input, its raw output) for ``images``."""
         if self.spec.prior and prior is None:
             prior = self.prior(images, labels)
         if self.color_space == "RGB":
@@ -119,18 +156,33 @@ class Colorizer:
             inputs = x if prior is None else (x, np.asarray(prior, np.float32))
         return x, self._predict(inputs, batch_size)
 
-    def decode(self, raw: tuple) -> np.ndarray:
-        """(input, raw output) of :meth:`network_output` -> float32 RGB [0, 1], at this temperature and gain."""
-        x, y = raw
+    def decode(self, raw: "RawOutput") -> np.ndarray:
+        """:meth:`network_output`'s result -> float32 RGB [0, 1] (N, S, S, 3), at this temperature and
+        gain; the colors of the mirror images, when there, mirrored back and averaged in."""
+        x = raw.x
+        color = self._color(raw.y)
+        if raw.y_mirrored is not None:
+            color = (color + self._color(raw.y_mirrored)[:, :, ::-1]) * np.float32(0.5)
         if self.color_space == "RGB":
-            return self._gain_rgb(colorspace.decode_rgb(y))
+            return self._gain_rgb(color)
         if self.color_space == "LAB_SYM":
-            return self._gain_rgb(colorspace.decode_lab_symmetric(x, np.clip(y, -1.0, 1.0)))
+            return self._gain_rgb(colorspace.decode_lab_symmetric(x, color))
+        ab = np.clip(self._gain_encoded(color), 0.0, 1.0)           # unet's tanh can leave [0, 1]
+        return colorspace.decode_lab(x, ab)
+
+    def _color(self, y: np.ndarray) -> np.ndarray:
+        """Raw output -> the colors that are averaged: RGB [0, 1] (RGB models), ab in [-1, 1] (LAB_SYM),
+        or ab in the LAB encoding (ab + 128) / 255 (the others; effnet_unet decoded at this temperature)."""
+        if self.color_space == "RGB":
+            return colorspace.decode_rgb(y)
+        if self.color_space == "LAB_SYM":
+            return np.clip(y, -1.0, 1.0)
         if self.color_space == "features":
             from models.effnet_unet import decode
-            y = decode(y, self.options["head"], self.temperature)   # (N, S, S, 2) about [0, 1]
-        ab = np.clip(self._gain_encoded(y), 0.0, 1.0)               # unet's tanh can leave [0, 1]
-        return colorspace.decode_lab(x, ab)
+            weights = self.config.get("class_rebalancing", {}).get("weights")
+            return decode(y, self.options["head"], self.temperature, self.undo_rebalancing or 0.0,
+                          weights)                                    # (N, S, S, 2) about [0, 1]
+        return np.asarray(y, np.float32)
 
     def _gain_encoded(self, y: np.ndarray) -> np.ndarray:
         """Chroma gain on ab in the LAB encoding (ab + 128) / 255: ab -> g * ab."""

@@ -12,7 +12,8 @@ Heads (``head``):
 - ``classification`` (default; Zhang, Isola and Efros 2016): per pixel, logits over the Q = 261
   in-gamut ab bins of ``core.ab_bins``, trained with cross-entropy on soft-encoded targets (5
   nearest bins, Gaussian sigma 5) weighted by class rebalancing (lambda 0.5); decoded with the
-  annealed mean at a temperature T (``decode``).
+  annealed mean at a temperature T (``decode``), with the rebalancing optionally undone (the
+  fidelity setting: T = 1, undo 1).
 - ``regression``: ab directly, in the LAB models' encoding (ab + 128) / 255, with an L1, Huber
   or MSE loss.
 
@@ -149,14 +150,22 @@ def build(image_size: int = 32, **given) -> keras.Model:
     return model
 
 
-def decode(output: np.ndarray, head: str, temperature: float) -> np.ndarray:
+def decode(output: np.ndarray, head: str, temperature: float, undo_rebalancing: float = 0.0,
+           rebalancing_weights=None) -> np.ndarray:
     """Network output -> (..., 2) ab in the LAB encoding (ab + 128) / 255, about [0, 1].
 
     Classification: softmax, then the annealed mean at ``temperature`` (1: the expectation).
+    Trained with class rebalancing, the head predicts about p(q) w(q) / Z rather than the colors'
+    probability p(q): rare, saturated bins are favored, which is what makes it colorful.
+    ``undo_rebalancing`` u in [0, 1] divides that back out in part (logits - u log w, the weights of
+    config.json's class_rebalancing): at u = 1 and T = 1 the result is the expected color under the
+    estimated p(q), the prediction that minimizes the squared error (the fidelity setting).
     """
     if head == "regression":
         return np.asarray(output, np.float32)
     logits = np.asarray(output, np.float32)
+    if undo_rebalancing:
+        logits = logits - np.float32(undo_rebalancing) * np.log(np.asarray(rebalancing_weights, np.float32))
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     ab = ab_bins.annealed_mean(probs, ab_bins.gamut_bins(), temperature)

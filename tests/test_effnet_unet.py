@@ -91,6 +91,15 @@ def test_evaluate_sweeps_temperatures_and_chroma_gains(tiny_run, tmp_path, capsy
     assert "sweep (T: temperature" in capsys.readouterr().out
 
 
+def test_train_records_the_regression_loss(sample_val):
+    import train
+    from training import encoder_data
+    args = train.parse_args(["-m", "effnet_unet", "--head", "regression", "--loss", "l1", "--epochs", "3"])
+    options = encoder_data.model_options(args, sample_val, None)
+    assert options["head"] == "regression" and options["loss"] == "l1"
+    assert encoder_data.model_options(train.parse_args(["-m", "effnet_unet"]), sample_val, None)["loss"] == "huber"
+
+
 def test_temperature_needs_a_classification_head(unet_run, capsys):
     from cli.errors import run_main
     import predict

@@ -31,8 +31,8 @@ INIT_LEARNING_RATE = 1e-4   # fine-tuning from a trained decoder: a tenth of a n
 def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
     """effnet_unet's model_options for a new run: train.py's choices, or the --init run's architecture."""
     given = {} if init_config is None else _inherited(init_config, args.image_size)
-    for key, value in (("head", args.head), ("encoder_size", args.encoder_size), ("temperature", args.temperature),
-                       ("learning_rate", args.learning_rate)):
+    for key, value in (("head", args.head), ("loss", args.loss), ("encoder_size", args.encoder_size),
+                       ("temperature", args.temperature), ("learning_rate", args.learning_rate)):
         if value is not None:
             given[key] = value
     if init_config is not None:

@@ -1,0 +1,87 @@
+"""Decoding options of every Colorizer: test-time flips (any model), undoing class rebalancing
+(classification heads); their checks and their command-line errors."""
+import numpy as np
+import pytest
+
+from cli.errors import run_main
+from conftest import built_run
+from core import ab_bins
+from inference import Colorizer
+from inference.colorizer import DecodingError
+from models import MODEL_NAMES
+from models.effnet_unet import decode
+
+RUNS = [(m, None) for m in MODEL_NAMES] + [("gan", "lab")]
+
+
+@pytest.mark.parametrize("model, color_space", RUNS, ids=[m if c is None else f"{m}-{c}" for m, c in RUNS])
+def test_flip_averaging_makes_the_colors_mirror_equivariant(model, color_space, tmp_path_factory, sample_val):
+    """With --flip-average, colorizing the mirror image gives the mirror of the colors (exactly: the two
+    passes are averaged either way round); a single pass of an untrained network does not."""
+    colorizer = Colorizer.from_run(built_run(tmp_path_factory, model, color_space))
+    images, labels = sample_val.images[:4], sample_val.labels[:4]
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+
+    def gap():
+        direct = colorizer.colorize(images, labels)          # (4, 32, 32, 3) RGB in [0, 1]
+        return np.abs(colorizer.colorize(mirrored, labels)[:, :, ::-1] - direct).max()
+
+    assert gap() > 1e-3                                      # a network is not mirror-symmetric by itself
+    colorizer.set_decoding(flip_average=True)
+    raw = colorizer.network_output(images, labels)
+    assert raw.y_mirrored is not None and raw.y_mirrored.shape == raw.y.shape
+    assert gap() < 1e-5
+
+
+def test_flip_averaging_averages_the_two_passes(tmp_path_factory, sample_val):
+    """The averaged colors are the mean of the image's and the mirror image's, mirrored back (unet: ab)."""
+    from core import colorspace
+    colorizer = Colorizer.from_run(built_run(tmp_path_factory, "unet")).set_decoding(flip_average=True)
+    images = sample_val.images[:3]
+    raw = colorizer.network_output(images)
+    single = Colorizer.from_run(built_run(tmp_path_factory, "unet"))
+    y_mirror = single.network_output(np.ascontiguousarray(images[:, :, ::-1])).y
+    np.testing.assert_allclose(raw.y_mirrored, y_mirror, atol=1e-6)
+    expected = colorspace.decode_lab(raw.x, np.clip((raw.y + y_mirror[:, :, ::-1]) / 2, 0, 1))
+    np.testing.assert_allclose(colorizer.decode(raw), expected, atol=1e-6)
+
+
+def test_undoing_the_rebalancing_recovers_the_expected_color():
+    """A head trained with rebalancing predicts p(q) w(q) / Z; undoing it fully gives back the expectation under p."""
+    bins = ab_bins.gamut_bins()
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.full(len(bins), 0.3), size=(2, 3))                 # (2, 3, Q) the colors' probabilities
+    weights = rng.uniform(0.2, 5.0, len(bins))                               # rebalancing weights
+    logits = np.log(p * weights).astype(np.float32)                          # what the rebalanced head predicts
+    expected = (p @ bins + 128) / 255                                        # (2, 3, 2) in the LAB encoding
+    np.testing.assert_allclose(decode(logits, "classification", 1.0, 1.0, weights), expected, atol=1e-4)
+    as_trained = decode(logits, "classification", 1.0)
+    assert np.abs(as_trained - expected).max() > 1e-2                       # not undone: another color
+    np.testing.assert_allclose(decode(logits, "classification", 1.0, 0.0, weights), as_trained)
+    halfway = decode(logits, "classification", 1.0, 0.5, weights)
+    assert np.all(np.abs(halfway - expected).max(-1) <= np.abs(as_trained - expected).max(-1) + 1e-6)
+
+
+def test_undo_rebalancing_is_checked(tmp_path_factory):
+    regression = Colorizer.from_run(built_run(tmp_path_factory, "unet"))
+    assert regression.undo_rebalancing is None
+    with pytest.raises(DecodingError, match="applies to a classification head"):
+        regression.set_decoding(undo_rebalancing=1.0)
+    classifier = Colorizer({"model": "effnet_unet", "model_options": {"image_size": 32},
+                            "class_rebalancing": {"weights": [1.0] * 261}}, network=None)
+    assert classifier.undo_rebalancing == 0.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(DecodingError, match="between 0 and 1"):
+            classifier.set_decoding(undo_rebalancing=bad)
+    assert classifier.set_decoding(undo_rebalancing=0.5).undo_rebalancing == 0.5
+    unrecorded = Colorizer({"model": "effnet_unet", "model_options": {"image_size": 32}}, network=None)
+    with pytest.raises(DecodingError, match="no class_rebalancing"):
+        unrecorded.set_decoding(undo_rebalancing=1.0)
+
+
+def test_undo_rebalancing_without_a_classification_head_is_one_line(tmp_path_factory, capsys):
+    import predict
+    run_dir = built_run(tmp_path_factory, "unet")
+    assert run_main(predict.main, ["-m", "unet", "--run-dir", str(run_dir), "--undo-rebalancing", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--undo-rebalancing applies to a classification head" in err
