@@ -70,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="classification over ab bins (default) or regression of ab")
     g.add_argument("--loss", choices=("huber", "l1", "mse"), default=None,
                    help="the regression head's loss (default huber; mse is what pooled PSNR measures)")
+    g.add_argument("--fine-tune-from", choices=("s16", "s8"), default=None, metavar="TAP",
+                   help="also train the encoder's blocks after this tap (s16: the two stride-32 stages, s8: the last "
+                        "four), from their ImageNet weights; default: the encoder stays frozen")
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
     g.add_argument("--temperature", type=float, default=None,

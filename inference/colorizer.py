@@ -226,7 +226,8 @@ def resolved_options(config: dict) -> dict:
 def encoder_features(config: dict, images: np.ndarray, flip: bool = False, cache: bool = True,
                      verbose: bool = False) -> list[np.ndarray]:
     """effnet_unet's encoder taps of ``images`` (N, S, S, 3) uint8, as the run's config asks."""
+    from models.effnet_unet import encoder_taps
     from priors.features import compute_features
     options = resolved_options(config)
-    return compute_features(images, options["encoder_size"], options["taps"], flip=flip, cache=cache,
+    return compute_features(images, options["encoder_size"], encoder_taps(options), flip=flip, cache=cache,
                             verbose=verbose)

@@ -7,6 +7,12 @@ that is trained on them: starting from the coarsest tap, each level resizes to t
 grid, concatenates it and mixes with a 3x3 conv; the result is resized to the image size, the
 input L is concatenated, and a last 3x3 conv feeds the head.
 
+Fine-tuning (``fine_tune``, train.py ``--fine-tune-from``): the encoder's blocks after one tap (s16:
+the two stride-32 stages, blocks 11-15; s8: blocks 5-15) become part of this network, computing the
+deeper taps from the cached one; they start from the ImageNet weights (training/encoder_data.py)
+with their BatchNorm frozen, and train with the decoder (at --init's lower rate when started from
+a trained run).
+
 Heads (``head``):
 
 - ``classification`` (default; Zhang, Isola and Efros 2016): per pixel, logits over the Q = 261
@@ -17,8 +23,9 @@ Heads (``head``):
 - ``regression``: ab directly, in the LAB models' encoding (ab + 128) / 255, with an L1, Huber
   or MSE loss.
 
-Inputs: L (B, S, S, 1) in [0, 1], then one (B, E/stride, E/stride, C) array per tap (E the encoder
-size). Outputs: (B, S, S, Q) logits (classification) or (B, S, S, 2) ab encoded in about [0, 1].
+Inputs: L (B, S, S, 1) in [0, 1], then one (B, E/stride, E/stride, C) array per tap that the frozen
+encoder computes (``encoder_taps``; E the encoder size). Outputs: (B, S, S, Q) logits
+(classification) or (B, S, S, 2) ab encoded in about [0, 1].
 Targets: for regression the LAB encoding (B, S, S, 2); for classification the packed soft
 targets of ``core.ab_bins.pack_targets`` (B, S, S, 2K + 1), made from it by the data generator.
 """
@@ -30,7 +37,8 @@ from keras import layers, ops
 
 from core import ab_bins
 from models.blocks import OUTPUT_DTYPE
-from priors.features import check_taps, tap_shapes
+from priors.efficientnet_lite0 import apply_blocks
+from priors.features import check_taps, tap_block, tap_shapes
 
 HEADS = ("classification", "regression")
 LOSSES = ("huber", "l1", "mse")             # regression head only
@@ -44,7 +52,10 @@ DEFAULTS = {
     "learning_rate": 1e-3,
     "decay_steps": 1000,                    # cosine decay to 0 over this many steps (train.py: the whole run)
     "temperature": 0.6,                     # annealed-mean default (decode), chosen on batch 5 (README); the paper: 0.38
+    "fine_tune": None,                      # None: the encoder is frozen; "s16" / "s8": its blocks after that tap
+                                            # are part of this network (ImageNet start, BatchNorm frozen) and train
 }
+FINE_TUNE_FROM = ("s8", "s16")
 HUBER_DELTA = 10 / 255                      # 10 ab units in the (ab + 128) / 255 encoding
 
 
@@ -60,7 +71,39 @@ def options(image_size: int = 32, **given) -> dict:
         raise ValueError(f"effnet_unet: head must be one of {', '.join(HEADS)}, got {out['head']!r}")
     if out["loss"] not in LOSSES:
         raise ValueError(f"effnet_unet: loss must be one of {', '.join(LOSSES)}, got {out['loss']!r}")
+    if out["fine_tune"] is not None:
+        if out["fine_tune"] not in FINE_TUNE_FROM:
+            raise ValueError(f"effnet_unet: fine_tune must be one of {', '.join(FINE_TUNE_FROM)}, got {out['fine_tune']!r}")
+        if out["fine_tune"] not in out["taps"] or "head" in out["taps"]:
+            raise ValueError(f"effnet_unet: fine-tuning from tap {out['fine_tune']} needs that tap among the taps, "
+                             f"and not 'head' (taps: {', '.join(out['taps'])})")
     return out
+
+
+def encoder_taps(opts: dict) -> list[str]:
+    """The taps the frozen encoder computes (priors.features): all of them, or, when fine-tuning, those
+    up to the fine_tune tap; the deeper ones are computed inside the network (``_trained_encoder``)."""
+    if opts["fine_tune"] is None:
+        return list(opts["taps"])
+    return [t for t in opts["taps"] if tap_block(t) <= tap_block(opts["fine_tune"])]
+
+
+def _trained_encoder(opts: dict, frozen: dict) -> list:
+    """The encoder's blocks after the fine_tune tap, applied to it: the deeper taps, (B, E/s, E/s, C) each.
+
+    Named as in EfficientNet-Lite0, so training/encoder_data.py starts them from the ImageNet weights.
+    """
+    if opts["fine_tune"] is None:
+        return []
+    deeper = [t for t in opts["taps"] if t not in frozen]
+    first = tap_block(opts["fine_tune"]) + 1
+    blocks = apply_blocks(frozen[opts["fine_tune"]], first, max(tap_block(t) for t in deeper))
+    return [blocks[tap_block(t)] for t in deeper]
+
+
+def encoder_layers(model) -> list:
+    """The network's layers that belong to the encoder (fine-tuning; none when it is frozen)."""
+    return [layer for layer in model.layers if layer.name.startswith("blocks_")]
 
 
 def _conv_bn_relu(x, filters: int, name: str):
@@ -134,16 +177,20 @@ def _regression_loss(kind: str):
 def build(image_size: int = 32, **given) -> keras.Model:
     """The decoder network, compiled (Adam with cosine decay); see the module docstring for shapes."""
     opts = options(image_size, **given)
-    taps = check_taps(opts["taps"], opts["encoder_size"])
+    check_taps(opts["taps"], opts["encoder_size"])
     if image_size < 8:
         raise ValueError(f"effnet_unet needs images of at least 8 px, got {image_size}")
     l_in = keras.Input((image_size, image_size, 1), name="L")
+    taps = encoder_taps(opts)
     tap_in = [keras.Input(shape, name=f"tap_{t}") for t, shape in zip(taps, tap_shapes(taps, opts["encoder_size"]))]
-    x = decoder(l_in, tap_in, opts["widths"], image_size)
+    x = decoder(l_in, tap_in + _trained_encoder(opts, dict(zip(taps, tap_in))), opts["widths"], image_size)
     classify = opts["head"] == "classification"
     out = layers.Conv2D(len(ab_bins.gamut_bins()) if classify else 2, 1, dtype=OUTPUT_DTYPE,
                         name="bin_logits" if classify else "ab")(x)
     model = keras.Model([l_in, *tap_in], out, name="effnet_unet")
+    for layer in encoder_layers(model):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False   # ImageNet statistics kept (batches of 64 small maps would move them)
     schedule = keras.optimizers.schedules.CosineDecay(opts["learning_rate"], max(1, int(opts["decay_steps"])))
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss=class_loss() if classify else _regression_loss(opts["loss"]))

@@ -100,18 +100,31 @@ def _mbconv(x, index, kernel, stride, expand, c_in, c_out):
     return h
 
 
+def block_specs() -> list[tuple[int, int, int, int, int, int]]:
+    """(index, kernel, stride, expand, c_in, c_out) of each of the 16 MBConv blocks, in order."""
+    specs = []
+    for repeats, kernel, stride, expand, c_in, c_out in _BLOCKS:
+        for r in range(repeats):
+            # Only the first block of a group changes stride and width.
+            specs.append((len(specs), kernel, stride if r == 0 else 1, expand, c_in if r == 0 else c_out, c_out))
+    return specs
+
+
+def apply_blocks(x, first: int, last: int):
+    """Blocks first..last (inclusive) applied to x, with the checkpoint's layer names (so that weights
+    copy by name from a loaded EfficientNet-Lite0); returns each block's output, keyed by index."""
+    out = {}
+    for index, kernel, stride, expand, c_in, c_out in block_specs()[first:last + 1]:
+        x = out[index] = _mbconv(x, index, kernel, stride, expand, c_in, c_out)
+    return out
+
+
 def build_efficientnet_lite0(input_shape=(224, 224, 3)) -> keras.Model:
     """Untrained EfficientNet-Lite0: normalized RGB (B, H, W, 3) -> (B, 1000) logits."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = _conv_bn_act(inputs, _STEM_CHANNELS, 3, 2, "_conv_stem", "_bn0")
-    index = 0
-    for repeats, kernel, stride, expand, c_in, c_out in _BLOCKS:
-        for r in range(repeats):
-            # Only the first block of a group changes stride and width.
-            x = _mbconv(x, index, kernel, stride if r == 0 else 1, expand,
-                        c_in if r == 0 else c_out, c_out)
-            index += 1
-    x = _conv_bn_act(x, _HEAD_CHANNELS, 1, 1, "_conv_head", "_bn1")
+    blocks = apply_blocks(x, 0, len(block_specs()) - 1)
+    x = _conv_bn_act(blocks[max(blocks)], _HEAD_CHANNELS, 1, 1, "_conv_head", "_bn1")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     # The reference's dropout(0.2) before _fc is inference-identity, so it is left out.
     logits = layers.Dense(_NUM_CLASSES, name=_keras_name("_fc"))(x)

@@ -61,7 +61,28 @@ def tap_shapes(taps, encoder_size: int) -> list[tuple[int, int, int]]:
             for t in check_taps(taps, encoder_size)]
 
 
+def tap_block(tap: str) -> int | None:
+    """The index of the MBConv block whose output a tap is (None: "head", after the blocks)."""
+    _, _, name, where = TAPS[tap]
+    if not name.startswith("blocks_"):
+        return None
+    index = int(name.split("_")[1])
+    return index if where == "output" else index - 1   # the input of block i is the output of block i - 1
+
+
 _LOADED: dict[tuple, object] = {}
+
+
+def imagenet_encoder(encoder_size: int):
+    """The whole ImageNet EfficientNet-Lite0 for (E, E, 3) inputs (PriorError when its weights are missing)."""
+    from priors import efficientnet_lite0 as eff
+    from priors.torch_checkpoint import CheckpointFormatError, UnsafeCheckpointError
+    try:
+        # the converted weights where priors.load_backbone keeps them (priors.CACHE_DIR is read now: tests move it)
+        return eff.load_efficientnet_lite0(cache_dir=priors.CACHE_DIR / "weights" / "shipped",
+                                           input_shape=(encoder_size, encoder_size, 3))
+    except (eff.WeightsUnavailableError, UnsafeCheckpointError, CheckpointFormatError) as err:
+        raise PriorError(str(err)) from None
 
 
 def extractor(encoder_size: int, taps, allow_random_weights: bool = False):
@@ -76,16 +97,10 @@ def _build_extractor(encoder_size: int, taps, allow_random_weights: bool):
     import keras
 
     from priors import efficientnet_lite0 as eff
-    from priors.torch_checkpoint import CheckpointFormatError, UnsafeCheckpointError
-    shape = (encoder_size, encoder_size, 3)
     if allow_random_weights:
-        net = eff.build_efficientnet_lite0(shape)
+        net = eff.build_efficientnet_lite0((encoder_size, encoder_size, 3))
     else:
-        try:
-            # the converted weights where priors.load_backbone keeps them (priors.CACHE_DIR is read now: tests move it)
-            net = eff.load_efficientnet_lite0(cache_dir=priors.CACHE_DIR / "weights" / "shipped", input_shape=shape)
-        except (eff.WeightsUnavailableError, UnsafeCheckpointError, CheckpointFormatError) as err:
-            raise PriorError(str(err)) from None
+        net = imagenet_encoder(encoder_size)
     outputs = []
     for tap in taps:
         _, _, name, where = TAPS[tap]

@@ -100,6 +100,54 @@ def test_train_records_the_regression_loss(sample_val):
     assert encoder_data.model_options(train.parse_args(["-m", "effnet_unet"]), sample_val, None)["loss"] == "huber"
 
 
+def test_a_fine_tuning_network_starts_from_the_imagenet_encoder(sample_val):
+    """--fine-tune-from s16: the stride-32 stages are inside the network, and before training it computes
+    what the frozen encoder computes (its s32 tap) from the cached s16 tap."""
+    import keras
+
+    from models import build_model, effnet_unet
+    from training import encoder_data
+    options = effnet_unet.options(32, encoder_size=64, fine_tune="s16")
+    assert effnet_unet.encoder_taps(options) == ["s4", "s8", "s16"]
+    model = build_model("effnet_unet", image_size=32, **options)
+    encoder_data.start_encoder(model, {"model_options": options})
+    images = sample_val.images[:4]
+    frozen = features.compute_features(images, 64, ["s4", "s8", "s16", "s32"], cache=False, verbose=False)
+    x = np.zeros((4, 32, 32, 1), np.float32)
+    inner = keras.Model(model.inputs, model.get_layer("blocks_15__bn2").output)
+    s32 = np.asarray(inner.predict_on_batch([x, *(t.astype(np.float32) for t in frozen[:3])]))
+    expected = frozen[3].astype(np.float32)                               # (4, 2, 2, 320)
+    assert s32.shape == expected.shape
+    assert np.abs(s32 - expected).max() < 0.02 * np.abs(expected).max()  # float16 taps in between
+    blocks = effnet_unet.encoder_layers(model)
+    assert {layer.name.split("__")[0] for layer in blocks} == {f"blocks_{i}" for i in range(11, 16)}
+    assert all(layer.trainable != isinstance(layer, keras.layers.BatchNormalization) for layer in blocks if layer.weights)
+    with pytest.raises(ValueError, match="needs that tap among the taps"):
+        effnet_unet.options(32, taps=("s4", "s32"), fine_tune="s16")
+
+
+def test_fine_tuning_trains_the_encoder_blocks_from_a_frozen_run(tiny_run, tmp_path):
+    """--init from a frozen run with --fine-tune-from s16: the decoder starts from that run, the encoder
+    blocks from ImageNet, and both change while the loss falls."""
+    import keras
+
+    from models import build_model
+    from priors.features import imagenet_encoder
+    run_dir = tmp_path / "ft"
+    script("train", "-m", "effnet_unet", "--init", tiny_run, "--fine-tune-from", "s16", "--learning-rate", "1e-3",
+           "--epochs", "3", "--limit", "16", "--batch-size", "8", "--seed", "1", "--run-dir", run_dir,
+           "--log-dir", tmp_path / "logs")
+    config = runs.load_config(run_dir)
+    assert config["model_options"]["fine_tune"] == "s16" and config["init"]["run_dir"] == str(tiny_run)
+    tuned = build_model("effnet_unet", **config["model_options"])
+    runs.load_weights(tuned, run_dir, "model")
+    start = keras.ops.convert_to_numpy(imagenet_encoder(32).get_layer("blocks_12__expand_conv").kernel)
+    after = keras.ops.convert_to_numpy(tuned.get_layer("blocks_12__expand_conv").kernel)
+    assert after.shape == start.shape and 0 < np.abs(after - start).max() < 0.1   # trained, near ImageNet's
+    losses = [v for _, v in tblog.read_scalars(tmp_path / "logs")["train"]["epoch_loss"]]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+
+
 def test_temperature_needs_a_classification_head(unet_run, capsys):
     from cli.errors import run_main
     import predict

@@ -21,7 +21,7 @@ import numpy as np
 from core import ab_bins, colorspace, runs
 from dataset import CifarGenerator, ImageSet
 from inference.colorizer import encoder_features
-from models import effnet_unet
+from models import build_model, effnet_unet
 
 # Options that fix the decoder's weights: an --init run must agree on them.
 ARCHITECTURE = ("head", "taps", "widths")
@@ -32,7 +32,8 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
     """effnet_unet's model_options for a new run: train.py's choices, or the --init run's architecture."""
     given = {} if init_config is None else _inherited(init_config, args.image_size)
     for key, value in (("head", args.head), ("loss", args.loss), ("encoder_size", args.encoder_size),
-                       ("temperature", args.temperature), ("learning_rate", args.learning_rate)):
+                       ("temperature", args.temperature), ("learning_rate", args.learning_rate),
+                       ("fine_tune", args.fine_tune_from)):
         if value is not None:
             given[key] = value
     if init_config is not None:
@@ -69,16 +70,44 @@ def load_init_config(init_dir: Path, model: str) -> dict:
     return config
 
 
-def load_init_weights(model, init_dir: Path) -> None:
-    """The --init run's weights into ``model``; its optimizer state is not taken (a new run, a new Adam)."""
+def load_init_weights(model, init_dir: Path, init_config: dict) -> None:
+    """The --init run's weights into ``model``, layer by layer by name; its optimizer state is not taken
+    (a new run, a new Adam). Layers it does not have (the encoder blocks of a run that fine-tunes
+    them, started from a frozen run) keep their weights (ImageNet's: ``start_encoder``)."""
+    source = build_model(init_config["model"], **init_config["model_options"])
     with warnings.catch_warnings():
         # Keras warns that the saved optimizer's variables are skipped: that is the point here.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         try:
-            model.load_weights(runs.weights_file(_init_checkpoint(init_dir)))
+            source.load_weights(runs.weights_file(_init_checkpoint(init_dir)))
+            copy_weights(source, model)
         except (ValueError, OSError) as err:
             raise runs.RunError(f"{init_dir}: its weights do not fit this model ({' '.join(str(err).split())[:200]});"
                                 " --init needs a run of the same architecture") from None
+
+
+def copy_weights(source, target) -> list[str]:
+    """Weights of every layer of ``target`` that ``source`` has under the same name; the names copied."""
+    names = {layer.name for layer in source.layers}
+    copied = []
+    for layer in target.layers:
+        if layer.weights and layer.name in names:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+            copied.append(layer.name)
+    return copied
+
+
+def start_encoder(model, config: dict) -> None:
+    """A new fine-tuning run: the network's encoder blocks start from the ImageNet weights."""
+    options = config["model_options"]
+    if options.get("fine_tune") is None:
+        return
+    from priors.features import imagenet_encoder
+    copied = copy_weights(imagenet_encoder(options["encoder_size"]), model)
+    wanted = [layer.name for layer in effnet_unet.encoder_layers(model) if layer.weights]
+    if sorted(copied) != sorted(wanted):
+        raise RuntimeError(f"ImageNet weights found for {len(copied)} of the {len(wanted)} encoder layers")
+    print(f"fine-tuning the encoder after tap {options['fine_tune']}: {len(wanted)} layers from ImageNet")
 
 
 def _init_checkpoint(init_dir: Path):

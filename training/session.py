@@ -282,7 +282,8 @@ def _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state,
         state = trainer.restore_checkpoint(built, found)
         print(f"resuming after epoch {state['epoch']} (step {state['step']})")
     elif config.get("init"):
-        encoder_data.load_init_weights(built, Path(config["init"]["run_dir"]))
+        init_dir = Path(config["init"]["run_dir"])
+        encoder_data.load_init_weights(built, init_dir, runs.load_config(init_dir))
         print(f"starting from the weights of {config['init']['run_dir']}")
     _write_summary(built, run_dir)
     return trainer.fit(built, config, run_dir, train_gen, val_gen, samples, state, writer,
@@ -297,6 +298,7 @@ def _train_on_features(spec, config, run_dir, train, val, state, writer, strateg
     samples = trainer.SampleBatch.take(val if val is not None else train, sample_taps)
     with distribute.scope(strategy):
         built = _build(spec, config, strategy)
+        encoder_data.start_encoder(built, config)   # fine-tuning: ImageNet blocks, unless restored or --init below
         return _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer)
 
 
