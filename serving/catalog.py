@@ -25,6 +25,7 @@ class RunChoice:
     run_dir: Path
     origin: str                     # "latest run", "pretrained" or "--run-dir"
     temperature: float | None = None   # the run's default decoding temperature; None: it takes none
+    faithful: bool = False             # it can also decode for fidelity (set_faithful): it records class rebalancing
 
     @property
     def key(self) -> str:
@@ -69,9 +70,17 @@ def set_temperature(colorizer, temperature: float | None) -> None:
         colorizer.temperature = float(temperature)
 
 
+def set_faithful(colorizer, faithful: bool) -> None:
+    """Decode for fidelity (T = 1, the class rebalancing undone: the expected color) or, when False,
+    with the rebalancing as trained; for runs whose RunChoice is ``faithful`` only."""
+    colorizer.set_decoding(temperature=1.0 if faithful else None, undo_rebalancing=1.0 if faithful else 0.0)
+
+
 def choice(run_dir: Path, origin: str) -> RunChoice:
     config = runs.load_config(run_dir)
-    return RunChoice(config["model"], Path(run_dir), origin, run_temperature(config))
+    temperature = run_temperature(config)
+    return RunChoice(config["model"], Path(run_dir), origin, temperature,
+                     faithful=temperature is not None and bool(config.get("class_rebalancing")))
 
 
 def find_runs(runs_dir: Path = runs.RUNS_DIR, extra: list[Path] = (), pretrained_dir: Path = PRETRAINED_DIR) -> list[RunChoice]:

@@ -33,7 +33,7 @@ from werkzeug.utils import secure_filename
 
 from dataset import CLASS_NAMES, MAX_PIXELS
 from inference import USER_ERRORS, Colorizer, photos
-from serving.catalog import RunChoice, set_temperature
+from serving.catalog import RunChoice, set_faithful, set_temperature
 
 KEEP_RESULTS = 64          # result folders kept on disk; older ones are deleted
 RESULT_NAME = re.compile(r"^[0-9a-f]{32}$")
@@ -72,7 +72,7 @@ class Demo:
         return self._colorizers[choice.key]
 
     def colorize(self, choice: RunChoice, files: list[tuple[str, Path]], label: int | None,
-                 temperature: float | None = None) -> tuple[list[Result], list[str]]:
+                 temperature: float | None = None, faithful: bool = False) -> tuple[list[Result], list[str]]:
         """files: (display name, saved upload); returns the results and one message per refused file."""
         jobs, names = [], {}
         for name, source in files:
@@ -83,6 +83,8 @@ class Demo:
         with self._lock:
             colorizer = self.colorizer(choice)
             set_temperature(colorizer, temperature)
+            if choice.faithful:   # every request says, since requests share the Colorizer
+                set_faithful(colorizer, faithful)
             _, errors = photos.colorize_files(colorizer, jobs, label, compare=True)
         messages = [_rename(e, names) for e in errors]
         results = []
@@ -172,7 +174,8 @@ def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 
                 files.append((upload.filename, path))
             files += [(example_files[k].name, example_files[k]) for k in picked]
             try:
-                results, errors = demo.colorize(choice, files, label, temperature)
+                results, errors = demo.colorize(choice, files, label, temperature,
+                                                faithful=choice.faithful and form.get("faithful") == "on")
             except USER_ERRORS as err:   # the run folder is unusable, a prior's weights are missing...
                 return page(errors=[str(err)], status=400, selected=choice.key)
         finally:

@@ -27,6 +27,7 @@ from PIL import Image
 from conftest import ROOT, SAMPLE, built_run
 
 from core import colorspace, runs
+from evaluation import metrics
 from inference import photos
 from serving.catalog import find_runs
 from serving.webapp import create_app
@@ -124,6 +125,33 @@ def test_temperature_control_for_runs_that_take_one(tmp_path_factory, tmp_path, 
     assert getattr(demo.colorizer(choices[1]), "temperature", None) is None
     post(client, effnet, [("a.png", png_bytes(photo))], temperature="")          # empty: the run's default
     assert demo.colorizer(choices[0]).temperature == default
+
+
+def test_faithful_colors_for_runs_that_record_class_rebalancing(tmp_path_factory, tmp_path, photo):
+    """The shipped run (class rebalancing in its config) offers "faithful colors": T = 1 with the
+    rebalancing undone, set on its Colorizer per request; a run without rebalancing weights does not."""
+    shipped = runs.ROOT / "pretrained" / "effnet_unet"
+    choices = find_runs(tmp_path / "runs", [shipped, built_run(tmp_path_factory, "effnet_unet")],
+                        pretrained_dir=tmp_path / "no-pretrained")
+    assert [c.faithful for c in choices] == [True, False]
+    (tmp_path / "work").mkdir()
+    app = create_app(choices, tmp_path / "work")
+    client = app.test_client()
+    assert re.findall(r'data-faithful="([^"]*)"', client.get("/").get_data(as_text=True)) == ["1", "0"]
+    key, demo = choices[0].key, app.config["DEMO"]
+    faint = post(client, key, [("a.png", png_bytes(photo))], temperature="0.5", faithful="on").get_data(as_text=True)
+    colorizer = demo.colorizer(choices[0])
+    assert (colorizer.temperature, colorizer.undo_rebalancing) == (1.0, 1.0)
+    bold = post(client, key, [("a.png", png_bytes(photo))], temperature="0.5").get_data(as_text=True)
+    assert (colorizer.temperature, colorizer.undo_rebalancing) == (0.5, 0.0)
+    colorfulness = []
+    for html in (faint, bold):
+        (token, _, _), = results_of(html)
+        image = Image.open(io.BytesIO(client.get(f"/results/{token}/colorized.png").get_data())).convert("RGB")
+        colorfulness.append(metrics.colorfulness_per_image(np.asarray(image)[None])[0])
+    assert colorfulness[0] < colorfulness[1], colorfulness             # faithful: fainter
+    post(client, choices[1].key, [("a.png", png_bytes(photo))], faithful="on")   # ignored: nothing to undo
+    assert demo.colorizer(choices[1]).undo_rebalancing == 0.0
 
 
 def test_upload_is_colorized_at_full_size_with_its_own_lightness(client, photo):
