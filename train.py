@@ -17,6 +17,7 @@ from cli.errors import run_main
 from cli.options import add_data_args, add_model_arg
 from core.stopping import signal_name
 from models import JIT_CHOICES
+from models.effnet_unet import FINE_TUNE_FROM, HEADS, LOSSES
 from training import checkpointing, distribute, session
 from training.session import MIXED_PRECISION
 
@@ -66,11 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--allow-random-prior", action="store_true",
                    help="TESTS ONLY: use an untrained backbone when weights are missing")
     g = p.add_argument_group("effnet_unet")
-    g.add_argument("--head", choices=("classification", "regression"), default=None,
+    g.add_argument("--head", choices=HEADS, default=None,
                    help="classification over ab bins (default) or regression of ab")
-    g.add_argument("--loss", choices=("huber", "l1", "mse"), default=None,
+    g.add_argument("--loss", choices=LOSSES, default=None,
                    help="the regression head's loss (default huber; mse is what pooled PSNR measures)")
-    g.add_argument("--fine-tune-from", choices=("s16", "s8"), default=None, metavar="TAP",
+    g.add_argument("--fine-tune-from", choices=FINE_TUNE_FROM, default=None, metavar="TAP",
                    help="also train the encoder's blocks after this tap (s16: the two stride-32 stages, s8: the last "
                         "four), from their ImageNet weights; default: the encoder stays frozen")
     g.add_argument("--encoder-size", type=int, default=None,

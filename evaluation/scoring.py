@@ -61,17 +61,15 @@ def sweep(colorizer: Colorizer, data: ImageSet, settings: list[dict], batch_size
     raw = colorizer.network_output(data.images, data.labels, batch_size=batch_size)
     kept = {k: getattr(colorizer, k) for k in DECODING_KEYS}
     out = []
-    try:
-        for setting in settings:
+    for setting in settings:
+        try:   # each setting starts from the colorizer's own, which is back after the last (or an error)
             colorizer.set_decoding(**{k: setting.get(k) for k in DECODING_KEYS})
             report = metrics.report(metrics.as_uint8(colorizer.decode(raw)), data.images)
             report.pop("per_class")
             out.append({**{k: getattr(colorizer, k) for k in DECODING_KEYS}, **report})
+        finally:
             for k, v in kept.items():
                 setattr(colorizer, k, v)
-    finally:
-        for k, v in kept.items():
-            setattr(colorizer, k, v)
     return out
 
 
