@@ -3,9 +3,15 @@
 Without -m, the shipped model (effnet_unet; its trained run ships in pretrained/effnet_unet, used
 when you have no run of your own under runs/effnet_unet).
 
-The model sees the input's gray version at its own small size; its chroma is upsampled and
-recombined with the input's full-resolution lightness, so the output keeps the input's size,
-lightness and detail (how, and why: inference/photos.py).
+The model sees the input's gray version at a small working size (effnet_unet: the photo's aspect
+ratio, long side --work-size; the other models: their 32 x 32); its chroma is brought back to full
+size guided by the input's own lightness, so the output keeps the input's size, lightness and
+detail, and colors stop at its edges (how, and why: inference/fullres.py).
+
+Color hints (a run trained with --hints, such as the shipped one): --hints FILE for one input
+(JSON: {"points": [{"x": 120, "y": 45, "color": "#3a7d2c"}], "reference": "beach.jpg"}; x, y in
+the input's pixels), STEM.hints.json beside each image of a folder, --reference IMAGE for every
+input (its colors are the global hint). A bad hints file stops before any work, in one line.
 
 Outputs are PNGs: <out>/<stem>.png (files found in a folder keep their sub-folders), and with
 --compare additionally <out>/<stem>-compare.png = [gray input | colorized] side by side.
@@ -32,6 +38,7 @@ from core import runs
 from core.stopping import GracefulStop, signal_name
 from dataset import CLASS_NAMES, MAX_PIXELS
 from inference import MissingLabelError, photos
+from inference.fullres import WORK_LONG_SIDE
 from inference.pretrained import load_run
 from models import MODEL_NAMES, SHIPPED_MODEL, get_spec
 
@@ -49,6 +56,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"fusion_label: the class of every input, one of {', '.join(CLASS_NAMES)}")
     p.add_argument("--compare", action="store_true",
                    help="also write <stem>-compare.png: [gray input | colorized] side by side")
+    p.add_argument("--hints", type=Path, default=None, metavar="FILE",
+                   help="color hints for the (one) input: JSON with points (x, y, color, radius) and a reference image; "
+                        "for a folder, STEM.hints.json beside an image applies to it")
+    p.add_argument("--reference", type=Path, default=None, metavar="IMAGE",
+                   help="a color image whose colors guide every input (a global hint)")
+    p.add_argument("--work-size", type=int, default=None, metavar="N",
+                   help=f"effnet_unet: the long side of the size the network works at (default "
+                        f"{WORK_LONG_SIDE}; a multiple of 8), aspect ratio kept")
     add_decoding_args(p)
     return p.parse_args(argv)
 
@@ -65,17 +80,26 @@ def main(argv=None) -> int:
     # Pillow refuses (DecompressionBombError) images above twice this before decoding; open_image
     # refuses those above MAX_PIXELS itself. Set here, not at import: other tools keep Pillow's default.
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    colorizer = load_run(spec.name, args.run_dir).set_decoding(**decoding(args))
-    if colorizer.note:
-        print(colorizer.note)
-    run_dir = colorizer.run_dir
-
+    if args.work_size is not None and (args.work_size < 8 or args.work_size % 8):
+        raise photos.HintsError(f"--work-size must be a multiple of 8 of at least 8, got {args.work_size}")
     jobs, errors = photos.collect_jobs(args.inputs, args.out)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
+    hint_errors = photos.attach_hints(jobs, args.hints, args.reference)   # before the model loads
+    if hint_errors:
+        raise photos.HintsError("; ".join(hint_errors))
+    colorizer = load_run(spec.name, args.run_dir).set_decoding(**decoding(args))
+    if colorizer.note:
+        print(colorizer.note)
+    if any(job.hints for job in jobs) and not colorizer.takes_hints:
+        raise photos.HintsError(f"{colorizer.run_dir} ({spec.name}) was not trained with hints: leave out --hints, "
+                         "--reference and STEM.hints.json files, or use a run trained with --hints (the shipped one)")
+    if args.work_size is not None and colorizer.fixed_size_note():
+        print(f"note: {colorizer.fixed_size_note()}; --work-size is ignored")
+    run_dir = colorizer.run_dir
     label = None if args.label is None or spec.prior != "label" else CLASS_NAMES.index(args.label)
     with GracefulStop("stopping after the current image (the images written so far are complete)") as stop:
-        n_done, failed = photos.colorize_files(colorizer, jobs, label, args.compare, stop)
+        n_done, failed = photos.colorize_files(colorizer, jobs, label, args.compare, stop, args.work_size)
     errors += failed
     if stop.requested:
         print(f"interrupted by {signal_name(stop.signum)}: colorized {n_done} of {len(jobs)} image(s) into "

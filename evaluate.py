@@ -6,6 +6,13 @@ colorfulness (see evaluation/metrics.py for the formulas) for the model and for 
 figure to results/<model>/eval.json (the library: evaluation/scoring.py).
 
     python evaluate.py --compare     # every model with a run: results/comparison.md (evaluation/report.py)
+
+Color hints (a run trained with --hints): --hints 0,1,2,5,10,20,50 scores the model with that many
+points drawn from each original (seeded; the training protocol) beside the *spread* baseline with
+the same points, and --reference self (each original its own reference) or FILE beside the
+*histogram-matched* baseline; on CIFAR-10 data, or with --photos DIR on photos at full resolution
+(evaluation/hinted.py). Writes results/<model>/hints.json (--plot: a figure of PSNR and colorfulness
+against N).
 """
 from __future__ import annotations
 
@@ -13,14 +20,16 @@ import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
 
 import argparse
 import itertools
+import json
 import sys
 from pathlib import Path
 
 from cli.errors import run_main
 from cli.options import add_compare_args, add_data_args, add_decoding_args, add_model_arg, decoding
 from core import runs
-from dataset import load_data
-from evaluation import metrics, report, scoring
+from dataset import DataError, image_files, load_data
+from evaluation import hinted, metrics, report, scoring
+from inference import HintsNotSupportedError, photos
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,6 +42,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_decoding_args(p, sweep=True)
     p.add_argument("--compare", action="store_true",
                    help="evaluate the latest run of every model instead (same as `python compare.py`)")
+    g = p.add_argument_group("color hints (a run trained with --hints)")
+    g.add_argument("--hints", type=_counts, default=None, metavar="N[,N...]",
+                   help="score with N points drawn from each original, against the spread baseline (e.g. 0,1,2,5,10,20,50)")
+    g.add_argument("--reference", default=None, metavar="self|FILE",
+                   help="a global hint: each original's own colors (self) or one image's, against histogram matching")
+    g.add_argument("--hint-seed", type=int, default=0, help="seed of the drawn points (default: %(default)s)")
+    g.add_argument("--photos", type=Path, default=None, metavar="DIR",
+                   help="score on this folder of photos at full resolution instead of --data")
+    g.add_argument("--max-side", type=int, default=None, metavar="PX",
+                   help="--photos: shrink photos whose long side is larger to this first (default: full size)")
+    g.add_argument("--work-size", type=int, default=None, metavar="N",
+                   help="--photos: the network's working size (long side; default: colorize.py's)")
+    g.add_argument("--plot", type=Path, default=None, metavar="PNG", help="with --hints: PSNR and colorfulness against N")
     add_compare_args(p)
     args = p.parse_args(argv)
     if args.compare:
@@ -41,6 +63,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "instead of -m, --run-dir and --out")
     elif args.model is None:
         p.error("the following arguments are required: -m/--model (or --compare)")
+    if (args.photos or args.plot) and args.hints is None and args.reference is None:
+        p.error("--photos and --plot go with --hints and/or --reference")
+    if args.reference not in (None, "self") and not Path(args.reference).is_file():
+        p.error(f"--reference {args.reference}: no such file (or use 'self')")
     if args.batch_size < 1:
         p.error("--batch-size must be positive")
     return args
@@ -56,6 +82,8 @@ def main(argv=None) -> int:
     if colorizer.note:
         print(colorizer.note)
     colorizer.set_decoding(**decoding(args))
+    if args.hints is not None or args.reference is not None:
+        return _hinted(args, colorizer)
     data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
     print(f"evaluating {colorizer.run_dir} on {len(data)} images ({data.description})")
     model_report, _ = scoring.evaluate(colorizer, data, args.batch_size)
@@ -72,6 +100,56 @@ def main(argv=None) -> int:
     if settings:
         print("\nsweep (T: temperature, undo: rebalancing undone, gain: chroma gain):")
         print(scoring.sweep_table(result["sweep"], gray_report))
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers of points like 10 or 0,1,2,5,10, got {text!r}") from None
+    if any(n < 0 for n in counts):
+        raise argparse.ArgumentTypeError(f"numbers of points must be 0 or more, got {text!r}")
+    return counts
+
+
+def _hinted(args, colorizer) -> int:
+    """evaluate.py --hints / --reference: hinted colorization against the spread and histogram baselines."""
+    if not colorizer.takes_hints:
+        raise HintsNotSupportedError(f"{colorizer.run_dir} was not trained with hints: --hints and --reference need "
+                                     "a run trained with `train.py -m effnet_unet --hints` (the shipped one)")
+    counts = args.hints if args.hints is not None else [0]
+    reference = None
+    if args.reference == "self":
+        reference = "self"
+    elif args.reference is not None:
+        reference = photos.read_full(Path(args.reference))
+    if args.photos is not None:
+        paths = image_files(args.photos)
+        if not paths:
+            raise DataError(f"{args.photos}: no image files in this folder")
+        print(f"scoring {colorizer.run_dir} with hints on {len(paths)} photos in {args.photos} (full resolution"
+              f"{f', long side at most {args.max_side}' if args.max_side else ''})")
+        images = (hinted.shrink(photos.read_full(p), args.max_side) for p in paths)
+        result = hinted.score_images(colorizer, images, counts, args.hint_seed, reference, args.work_size,
+                                     progress=lambda i: print(f"  {i}/{len(paths)} photos", flush=True))
+        result["data"] = {"photos": str(args.photos), "n_images": len(paths), "max_side": args.max_side,
+                          "work_size": args.work_size}
+    else:
+        data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
+        print(f"scoring {colorizer.run_dir} with hints on {len(data)} images ({data.description})")
+        result = hinted.score_cifar(colorizer, data.images, counts, args.hint_seed, reference, args.batch_size)
+        result["data"] = scoring.data_info(data, *scoring.data_source(args.data, args.split), args.limit)
+    result.update(model=colorizer.spec.name, run_dir=str(colorizer.run_dir), reference_file=args.reference,
+                  decoding={"temperature": colorizer.temperature, "undo_rebalancing": colorizer.undo_rebalancing})
+    out = args.out or runs.ROOT / "results" / colorizer.spec.name / "hints.json"
+    scoring.write_json(out, json.loads(json.dumps(result, default=str)))
+    print()
+    print(hinted.table(result))
+    if args.plot is not None:
+        hinted.plot(result, args.plot, f"{colorizer.spec.name}: {result['data'].get('description') or args.photos}")
+        print(f"wrote {args.plot}")
     print(f"\nwrote {out}")
     return 0
 

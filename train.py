@@ -74,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--fine-tune-from", choices=FINE_TUNE_FROM, default=None, metavar="TAP",
                    help="also train the encoder's blocks after this tap (s16: the two stride-32 stages, s8: the last "
                         "four), from their ImageNet weights; default: the encoder stays frozen")
+    g.add_argument("--hints", action="store_true", default=None,
+                   help="also take color hints (points and a reference's colors), trained with simulated ones "
+                        "(core.hints); with no hints given it still colorizes by itself")
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
     g.add_argument("--temperature", type=float, default=None,

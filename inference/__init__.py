@@ -4,19 +4,25 @@
   evaluate, colorize, the training samples) goes through it, so they encode and decode alike.
 - ``pretrained``: which run a tool uses: the one asked for, the latest local one, else the run
   shipped in ``pretrained/<model>/`` (and saying so).
-- ``photos``: reading photos of any size and format safely, and recombining the model's chroma
-  with the full-resolution lightness (what ``colorize.py`` does).
+- ``fullres``: the working size, and the model's chroma brought back to full resolution guided
+  by the photo's lightness (``Colorizer.colorize_photo``).
+- ``hintsfile``: the hints file (points and a reference), parsed and checked.
+- ``photos``: reading photo files of any size and format safely, with their hints, and writing
+  them colorized (what ``colorize.py`` and the demo do).
 
 May import: ``core``, ``dataset``, ``priors``, ``models``.
 """
 from core.runs import RunError
 from dataset import DataError
-from inference.colorizer import Colorizer, DecodingError, MissingLabelError, data_color_space
+from inference.colorizer import Colorizer, DecodingError, HintInputs, HintsError, HintsNotSupportedError, MissingLabelError, data_color_space
+from inference.hintsfile import HintsFileError
 from models import UnknownModelError
 from priors import PriorError
 
 # What a user can get wrong when asking for a colorization (no run, bad data, an unknown model, a
 # missing class label or classifier weights): tools print these as one line instead of a traceback.
-USER_ERRORS = (DataError, RunError, UnknownModelError, MissingLabelError, PriorError, DecodingError)
+USER_ERRORS = (DataError, RunError, UnknownModelError, MissingLabelError, PriorError, DecodingError,
+               HintsError, HintsFileError)
 
-__all__ = ["USER_ERRORS", "Colorizer", "DecodingError", "MissingLabelError", "data_color_space"]
+__all__ = ["USER_ERRORS", "Colorizer", "DecodingError", "HintInputs", "HintsError", "HintsFileError", "HintsNotSupportedError",
+           "MissingLabelError", "data_color_space"]

@@ -10,9 +10,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core import colorspace, runs
+from core import colorspace, hints as core_hints, runs
 from core.replicas import model_replicas
 from dataset import CLASS_NAMES, one_hot
+from inference import fullres
 from models import build_model, dtype_policy, get_spec
 
 
@@ -31,8 +32,22 @@ class RawOutput(NamedTuple):
     y_mirrored: np.ndarray | None = None    # its raw output on the mirror images (flip averaging), not flipped back
 
 
+class HintInputs(NamedTuple):
+    """Hints for a network that takes them (core.hints' encodings), one row per image."""
+    local: np.ndarray                       # (N, h, w, 3): ab / 128 where hinted, then the mask
+    reference: np.ndarray                   # (N, Q + 1): a reference's bin distribution, then 1; zeros: none
+
+
 class MissingLabelError(ValueError):
     pass
+
+
+class HintsError(ValueError):
+    """Hints or options that cannot apply (a bad hints file, hints for a run without them): stops the tool."""
+
+
+class HintsNotSupportedError(HintsError):
+    """Hints given to a run whose network does not take them."""
 
 
 class DecodingError(ValueError):
@@ -62,6 +77,67 @@ class Colorizer:
         # Test-time flips: also colorize the mirror image, mirror its colors back and average the two.
         self.flip_average = False
         self.note = None   # set by inference.pretrained.load_run when the shipped run stands in
+        # Whether the network takes color hints (core.hints): local points and a global reference.
+        self.takes_hints = bool(self.options.get("hints"))
+        self._networks = {(self.image_size, self.image_size): network}   # per working size (flexible_size)
+
+    @property
+    def flexible_size(self) -> bool:
+        """Whether the network takes any working size (multiples of 8) at the photo's aspect ratio:
+        effnet_unet is fully convolutional; the others are used at their training size."""
+        return self.color_space == "features"
+
+    def fixed_size_note(self) -> str | None:
+        """One line for the tools when a working size was asked of a network that has none."""
+        if self.flexible_size:
+            return None
+        return (f"{self.spec.name} works at its training size only ({self.image_size} x {self.image_size}: photos are "
+                "squashed to it, and the stretch undone when the colors are brought back)")
+
+    def working_shape(self, full_hw: tuple[int, int], long_side: int | None = None) -> tuple[int, int]:
+        """The size (h, w) the network colorizes a photo of full_hw at (inference.fullres)."""
+        if not self.flexible_size:
+            return self.image_size, self.image_size
+        return fullres.working_shape(full_hw, long_side or fullres.WORK_LONG_SIDE)
+
+    def network_for(self, shape: tuple[int, int]):
+        """The network for inputs of (h, w): the run's own, or the same weights built for that size."""
+        shape = (int(shape[0]), int(shape[1]))
+        if shape not in self._networks:
+            if not self.flexible_size:
+                raise ValueError(f"{self.spec.name} takes {self.image_size} x {self.image_size} inputs, not {shape}")
+            net = build_model(self.config["model"], work_shape=shape, **self.config["model_options"])
+            net.set_weights(self.network.get_weights())
+            self._networks[shape] = net
+        return self._networks[shape]
+
+    def colorize_photo(self, rgb: np.ndarray, points=(), reference=None, label: int | None = None,
+                       long_side: int | None = None, with_gray: bool = False):
+        """A photo of any size, colorized at full resolution: (H, W, 3) uint8 -> (H, W, 3) uint8.
+
+        ``points``: core.hints.Point hints in the photo's pixels (core.hints.point makes one from an
+        sRGB color); ``reference``: a color image (h, w, 3) uint8 whose colors are the global hint, or
+        its core.hints distribution (Q,). Both need a run trained with hints. ``long_side``: the
+        working size (flexible networks; default inference.fullres.WORK_LONG_SIDE). ``label``:
+        fusion_label's class. Returns (colorized, the gray input or None) -- gray with ``with_gray``.
+        """
+        rgb = np.asarray(rgb, np.uint8)
+        full_hw = rgb.shape[:2]
+        L = fullres.lightness(rgb)
+        shape = self.working_shape(full_hw, long_side)
+        small, guide = fullres.small_gray(L, shape)                      # (h, w, 3) uint8, (h, w) L
+        hint_inputs = None
+        if len(points) or reference is not None:
+            dist = None
+            if reference is not None:
+                reference = np.asarray(reference)
+                dist = reference if reference.ndim == 1 else core_hints.reference_distribution(reference)
+            hint_inputs = HintInputs(core_hints.local_planes(points, full_hw, shape)[None],
+                                     core_hints.global_vector(dist)[None])
+        labels = None if label is None else np.array([label])
+        colored = self.colorize(small[None], labels, hints=hint_inputs)[0]   # (h, w, 3) float32 [0, 1]
+        ab = colorspace.rgb_to_lab(colored)[..., 1:]                     # the GAN's RGB too: its chroma
+        return fullres.recombine(rgb, ab, with_gray, L=L, guide_small=guide)
 
     def set_decoding(self, temperature: float | None = None, chroma_gain: float | None = None,
                      flip_average: bool | None = None, undo_rebalancing: float | None = None) -> "Colorizer":
@@ -122,24 +198,50 @@ class Colorizer:
         return None
 
     def colorize(self, images: np.ndarray, labels=None, prior: np.ndarray | None = None,
-                 batch_size: int = 64) -> np.ndarray:
-        """images (N, S, S, 3) uint8 at the model's size -> float32 RGB [0, 1] (N, S, S, 3)."""
-        return self.decode(self.network_output(images, labels, prior, batch_size))
+                 batch_size: int = 64, hints: HintInputs | None = None) -> np.ndarray:
+        """images (N, S, S, 3) uint8 at the model's size -> float32 RGB [0, 1] (N, S, S, 3).
 
-    def network_output(self, images: np.ndarray, labels=None, prior=None, batch_size: int = 64) -> "RawOutput":
+        ``hints``: color hints for a network that takes them (``takes_hints``); None: no hints."""
+        return self.decode(self.network_output(images, labels, prior, batch_size, hints))
+
+    def network_output(self, images: np.ndarray, labels=None, prior=None, batch_size: int = 64,
+                       hints: HintInputs | None = None) -> "RawOutput":
         """The network's input and raw output (and, with flip averaging, its output on the mirror
         images): what :meth:`decode` turns into colors.
 
         Decoding is separate so that a sweep over temperatures or chroma gains runs the network once.
         """
-        x, y = self._run(images, labels, prior, batch_size)
+        self._check_hints(hints, images)
+        x, y = self._run(images, labels, prior, batch_size, hints)
         if not self.flip_average:
             return RawOutput(x, y)
         # The mirror images' prior (encoder taps, classifier features) is computed from them; a label is the same.
-        _, y_mirrored = self._run(np.ascontiguousarray(images[:, :, ::-1]), labels, None, batch_size)
+        mirrored_hints = None if hints is None else HintInputs(np.ascontiguousarray(hints.local[:, :, ::-1]),
+                                                               hints.reference)
+        _, y_mirrored = self._run(np.ascontiguousarray(images[:, :, ::-1]), labels, None, batch_size, mirrored_hints)
         return RawOutput(x, y, y_mirrored)
 
-    def _run(self, images: np.ndarray, labels, prior, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _check_hints(self, hints: HintInputs | None, images: np.ndarray) -> None:
+        if hints is None:
+            return
+        if not self.takes_hints:
+            raise HintsNotSupportedError(f"{self.spec.name} ({self.run_dir}) was not trained with hints; "
+                                         "train one with `python train.py -m effnet_unet --hints`, or leave the hints out")
+        if hints.local.shape != images.shape[:3] + (3,) or len(hints.reference) != len(images):
+            raise ValueError(f"hints of shapes {hints.local.shape}, {hints.reference.shape} for images {images.shape}")
+
+    def _hint_arrays(self, hints: HintInputs | None, x: np.ndarray) -> tuple:
+        """The hint inputs for a network that takes them (zeros: none), else ()."""
+        if not self.takes_hints:
+            return ()
+        if hints is None:
+            return (np.zeros(x.shape[:3] + (core_hints.NETWORK_CHANNELS,), np.float32),
+                    np.tile(core_hints.empty_global(), (len(x), 1)))
+        local = core_hints.network_local(np.asarray(hints.local, np.float32), x[..., 0] * np.float32(100))
+        return local, np.asarray(hints.reference, np.float32)
+
+    def _run(self, images: np.ndarray, labels, prior, batch_size: int,
+             hints: HintInputs | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(the network's input, its raw output) for ``images``."""
         if self.spec.prior and prior is None:
             prior = self.prior(images, labels)
@@ -151,7 +253,7 @@ class Colorizer:
             return l_sym, self._predict(l_sym, batch_size)
         x, _ = colorspace.encode_lab(images)                         # (N, S, S, 1) in [0, 1]
         if self.color_space == "features":                          # effnet_unet: L and the encoder's taps
-            inputs = (x, *(np.asarray(p, np.float32) for p in prior))
+            inputs = (x, *(np.asarray(p, np.float32) for p in prior), *self._hint_arrays(hints, x))
         else:
             inputs = x if prior is None else (x, np.asarray(prior, np.float32))
         return x, self._predict(inputs, batch_size)
@@ -201,17 +303,18 @@ class Colorizer:
 
     def _predict(self, inputs, batch_size: int) -> np.ndarray:
         """The network's raw output for (a tuple of) input arrays, batch by batch."""
+        parts = inputs if isinstance(inputs, tuple) else (inputs,)
+        network = self.network_for(parts[0].shape[1:3]) if self.flexible_size else self.network
         if model_replicas(self.network) > 1:
             # train.py --strategy: predict_on_batch would give every replica the whole batch and return
             # it once per replica (Keras 3 pitfall 6); predict splits it between them and reassembles it.
             return np.asarray(self.network.predict(inputs, batch_size=batch_size, verbose=0))
         # predict_on_batch per slice: model.predict sets up a data pipeline per call (~0.4 s),
         # which dominates when colorize.py or a training callback colorizes a handful of images.
-        parts = inputs if isinstance(inputs, tuple) else (inputs,)
         out = []
         for i in range(0, len(parts[0]), batch_size):
             batch = tuple(p[i:i + batch_size] for p in parts)
-            out.append(np.asarray(self.network.predict_on_batch(batch if len(batch) > 1 else batch[0])))
+            out.append(np.asarray(network.predict_on_batch(batch if len(batch) > 1 else batch[0])))
         return np.concatenate(out)
 
 
@@ -225,9 +328,12 @@ def resolved_options(config: dict) -> dict:
 
 def encoder_features(config: dict, images: np.ndarray, flip: bool = False, cache: bool = True,
                      verbose: bool = False) -> list[np.ndarray]:
-    """effnet_unet's encoder taps of ``images`` (N, S, S, 3) uint8, as the run's config asks."""
-    from models.effnet_unet import encoder_taps
+    """effnet_unet's encoder taps of ``images`` (N, h, w, 3) uint8, as the run's config asks (the
+    encoder at the run's ratio of encoder size to image size: 4 x by default)."""
+    from models.effnet_unet import encoder_taps, working_encoder_shape
     from priors.features import compute_features
     options = resolved_options(config)
-    return compute_features(images, options["encoder_size"], encoder_taps(options), flip=flip, cache=cache,
-                            verbose=verbose)
+    size, trained = options["encoder_size"], int(config["model_options"].get("image_size", 32))
+    if images.shape[1:3] != (trained, trained):
+        size = working_encoder_shape({**options, "image_size": trained}, images.shape[1:3])
+    return compute_features(images, size, encoder_taps(options), flip=flip, cache=cache, verbose=verbose)

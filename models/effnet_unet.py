@@ -24,7 +24,12 @@ Heads (``head``):
   or MSE loss.
 
 Inputs: L (B, S, S, 1) in [0, 1], then one (B, E/stride, E/stride, C) array per tap that the frozen
-encoder computes (``encoder_taps``; E the encoder size). Outputs: (B, S, S, Q) logits
+encoder computes (``encoder_taps``; E the encoder size); with ``hints`` also the local hints
+(B, S, S, 3) and the global hint (B, Q + 1) of ``core.hints``, fed to every decoder level (pooled
+to its size; the global hint embedded and tiled at the coarsest level) and to the last conv.
+The encoder only ever sees the gray image, so its cached taps serve hinted training too.
+Built with ``work_shape`` (h, w), the same weights take inputs of that size (S x S -> h x w; the
+encoder at the run's ratio of encoder size to image size). Outputs: (B, S, S, Q) logits
 (classification) or (B, S, S, 2) ab encoded in about [0, 1].
 Targets: for regression the LAB encoding (B, S, S, 2); for classification the packed soft
 targets of ``core.ab_bins.pack_targets`` (B, S, S, 2K + 1), made from it by the data generator.
@@ -54,6 +59,7 @@ DEFAULTS = {
     "temperature": 0.6,                     # annealed-mean default (decode), chosen on batch 5 (README); the paper: 0.38
     "fine_tune": None,                      # None: the encoder is frozen; "s16" / "s8": its blocks after that tap
                                             # are part of this network (ImageNet start, BatchNorm frozen) and train
+    "hints": False,                         # True: two more inputs, local and global color hints (core.hints)
 }
 FINE_TUNE_FROM = ("s8", "s16")
 HUBER_DELTA = 10 / 255                      # 10 ab units in the (ab + 128) / 255 encoding
@@ -67,6 +73,7 @@ def options(image_size: int = 32, **given) -> dict:
     out = {**DEFAULTS, **{k: v for k, v in given.items() if k in DEFAULTS and v is not None}}
     out["encoder_size"] = int(out["encoder_size"] or ENCODER_SCALE * image_size)
     out["taps"], out["widths"] = list(out["taps"]), [int(w) for w in out["widths"]]
+    out["hints"] = bool(out["hints"])
     if out["head"] not in HEADS:
         raise ValueError(f"effnet_unet: head must be one of {', '.join(HEADS)}, got {out['head']!r}")
     if out["loss"] not in LOSSES:
@@ -112,47 +119,145 @@ def _conv_bn_relu(x, filters: int, name: str):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def _hw(size) -> tuple[int, int]:
+    """An int (square) or (h, w) -> (h, w)."""
+    return (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
+
+
 class BilinearResize(layers.Layer):
-    """(B, h, w, C) -> (B, size, size, C), bilinear (half-pixel centers, no antialiasing).
+    """(B, h, w, C) -> (B, H, W, C), bilinear (half-pixel centers, no antialiasing); ``size`` H (= W) or (H, W).
 
     Not keras.layers.Resizing: that preprocessing layer needs TensorFlow installed even under the
     JAX and PyTorch backends. No weights, and nothing to deserialize: runs rebuild the network
     from code and config.json.
     """
 
-    def __init__(self, size: int, **kwargs):
+    def __init__(self, size, **kwargs):
         super().__init__(**kwargs)
-        self.size = int(size)
+        self.size = _hw(size)
 
     def call(self, x):
-        return ops.image.resize(x, (self.size, self.size), interpolation="bilinear", antialias=False)
+        return ops.image.resize(x, self.size, interpolation="bilinear", antialias=False)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.size, self.size, input_shape[3])
+        return (input_shape[0], *self.size, input_shape[3])
 
     def get_config(self):
-        return {**super().get_config(), "size": self.size}
+        return {**super().get_config(), "size": list(self.size)}
 
 
-def _resize(x, size: int, name: str):
-    """Bilinear resize of a (B, h, w, C) map to (B, size, size, C); identity when it already fits."""
-    if x.shape[1] == size:
+def _resize(x, size, name: str):
+    """Bilinear resize of a (B, h, w, C) map to (B, H, W, C), ``size`` H or (H, W); identity when it already fits."""
+    if tuple(x.shape[1:3]) == _hw(size):
         return x
     return BilinearResize(size, name=name)(x)
 
 
-def decoder(l_in, taps: list, widths, image_size: int):
-    """(B, S, S, widths[-1]) features from L and the taps (coarsest first after sorting)."""
-    levels: dict[int, list] = {}
+class PoolHints(layers.Layer):
+    """Local hints (B, H, W, 6) (core.hints.network_local: ab / 128 where hinted, the mask, the spread
+    ab / 128 and its confidence) -> the same at 1/factor: per cell the mean hinted color (0 where none),
+    whether any pixel of it is hinted (0 or 1), and the mean spread field."""
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        f = self.factor
+        mask = x[..., 2:3]
+        color_sum = ops.average_pool(x[..., :2] * mask, f, f, padding="valid")
+        mask_sum = ops.average_pool(mask, f, f, padding="valid")
+        present = ops.minimum(mask_sum * (f * f), 1.0)
+        field = ops.average_pool(x[..., 3:], f, f, padding="valid")
+        return ops.concatenate([color_sum / ops.maximum(mask_sum, 1e-6), present, field], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1] // self.factor, input_shape[2] // self.factor, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+class Broadcast2D(layers.Layer):
+    """(B, C) -> (B, h, w, C), the vector repeated at every cell."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = _hw(size)
+
+    def call(self, v):
+        return ops.tile(v[:, None, None, :], (1, *self.size, 1))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": list(self.size)}
+
+
+class HintLogits(layers.Layer):
+    """The spread hint field as bin logits, trusted as much as a learned gate says: ``[field, gate]``
+    (B, h, w, 3 + 1) (spread ab / 128, confidence; gate >= 0) -> (B, h, w, Q):
+    gate x -|q - ab|^2 / (2 sigma^2) for every bin q (ab units), where the image has any hint
+    (confidence > 0: everywhere in a hinted image, core.hints.spread_field), 0 elsewhere.
+
+    Added to the network's own logits: a Gaussian around the spread hint color, so the head need not
+    learn to turn continuous ab inputs into bins (it barely did in a few hundred steps: README); the
+    gate (learned, per pixel, from the decoder's features and the hints) says how far to trust it.
+    Without hints the confidence is 0 and the network's logits are unchanged.
+    """
+
+    def __init__(self, sigma: float = 5.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sigma = float(sigma)
+        bins = ab_bins.gamut_bins().astype(np.float32)                   # (Q, 2) ab units
+        self._bins_t = bins.T.copy()                                     # (2, Q)
+        self._bins_sq = (bins ** 2).sum(1)                               # (Q,)
+
+    def call(self, x):
+        ab = x[..., 0:2] * 128.0                                         # (B, h, w, 2) ab units
+        weight = ops.sign(x[..., 2:3]) * x[..., 3:4]                     # gate where hinted (confidence > 0)
+        sq = ops.sum(ab * ab, axis=-1, keepdims=True) - 2.0 * ops.matmul(ab, self._bins_t) + self._bins_sq
+        return weight * sq * (-0.5 / (self.sigma * self.sigma))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:3], len(self._bins_sq))
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma}
+
+
+GLOBAL_WIDTH = 64   # the global hint's embedding, concatenated at the coarsest level
+
+
+def _hint_parts(hints, size_hw: tuple[int, int], image_hw: tuple[int, int], i: int) -> list:
+    """The local hints at a level of size_hw (pooled), and at the coarsest level (i = 0) the global hint's embedding."""
+    if hints is None:
+        return []
+    local, glob = hints
+    factor = image_hw[0] // size_hw[0]
+    parts = [local if factor == 1 else PoolHints(factor, name=f"hints{i}")(local)]
+    if i == 0:
+        embedded = layers.Dense(GLOBAL_WIDTH, activation="relu", name="reference_embed")(glob)
+        parts.append(Broadcast2D(size_hw, name="reference_map")(embedded))
+    return parts
+
+
+def decoder(l_in, taps: list, widths, image_size, hints=None):
+    """(B, h, w, widths[-1]) features from L (B, h, w, 1) and the taps (coarsest first after sorting);
+    ``hints``: None, or (local (B, h, w, 3), global (B, Q + 1)) tensors, fed to every level."""
+    image_hw = _hw(image_size)
+    levels: dict[tuple[int, int], list] = {}
     for t in taps:                          # taps of the same stride (s32, head) merge into one level
-        levels.setdefault(int(t.shape[1]), []).append(t)
+        levels.setdefault((int(t.shape[1]), int(t.shape[2])), []).append(t)
     x = None
     for i, size in enumerate(sorted(levels)):
         parts = levels[size] if x is None else [_resize(x, size, f"up{i}")] + levels[size]
+        parts = parts + _hint_parts(hints, size, image_hw, i)
         x = parts[0] if len(parts) == 1 else layers.Concatenate(name=f"skip{i}")(parts)
         x = _conv_bn_relu(x, widths[min(i, len(widths) - 1)], f"level{i}")
-    x = _resize(x, image_size, "to_image")
-    x = layers.Concatenate(name="with_L")([x, l_in])              # (B, S, S, w + 1)
+    x = _resize(x, image_hw, "to_image")
+    x = layers.Concatenate(name="with_L")([x, l_in] + ([] if hints is None else [hints[0]]))   # (B, h, w, w + 1 (+ 3))
     return layers.Conv2D(widths[-1], 3, padding="same", activation="relu", name="out_mix")(x)
 
 
@@ -174,20 +279,67 @@ def _regression_loss(kind: str):
     return keras.losses.MeanAbsoluteError() if kind == "l1" else keras.losses.MeanSquaredError()
 
 
-def build(image_size: int = 32, **given) -> keras.Model:
-    """The decoder network, compiled (Adam with cosine decay); see the module docstring for shapes."""
+HINT_CHANNELS = 6   # core.hints.NETWORK_CHANNELS: the local hint input of a network that takes hints
+
+
+def _hinted_logits(logits, features, local):
+    """The network's logits plus the spread hints' Gaussian logits, gated per pixel (HintLogits)."""
+    gate_in = layers.Concatenate(name="gate_in")([features, local])
+    gate = layers.Conv2D(1, 3, padding="same", activation="softplus", bias_initializer=keras.initializers.Constant(2.0),
+                         name="hint_gate")(gate_in)                    # (B, h, w, 1) >= 0
+    field = layers.Concatenate(name="hint_field")([SliceChannels(3, 6, name="spread")(local), gate])
+    hinted = HintLogits(name="hint_logits")(field)
+    return layers.Add(name="bin_logits_hinted", dtype=OUTPUT_DTYPE)([logits, hinted])
+
+
+class SliceChannels(layers.Layer):
+    """(B, h, w, C) -> (B, h, w, stop - start): channels start:stop."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:3], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+def working_encoder_shape(opts: dict, work_shape) -> tuple[int, int]:
+    """The encoder's input size (h, w) for a working size: the run's ratio of encoder size to image size."""
+    h, w = _hw(work_shape)
+    scale = opts["encoder_size"] / opts["image_size"] if "image_size" in opts else ENCODER_SCALE
+    return int(round(h * scale)), int(round(w * scale))
+
+
+def build(image_size: int = 32, work_shape=None, **given) -> keras.Model:
+    """The decoder network, compiled (Adam with cosine decay); see the module docstring for shapes.
+
+    ``work_shape`` (h, w): the same network (same weights) for inputs of that size instead of
+    image_size x image_size (the network is fully convolutional; inference at a photo's aspect ratio).
+    """
     opts = options(image_size, **given)
-    check_taps(opts["taps"], opts["encoder_size"])
-    if image_size < 8:
-        raise ValueError(f"effnet_unet needs images of at least 8 px, got {image_size}")
-    l_in = keras.Input((image_size, image_size, 1), name="L")
+    hw = _hw(image_size if work_shape is None else work_shape)
+    encoder_hw = working_encoder_shape({**opts, "image_size": image_size}, hw)
+    check_taps(opts["taps"], encoder_hw)
+    if min(hw) < 8:
+        raise ValueError(f"effnet_unet needs images of at least 8 px, got {hw[0]} x {hw[1]}")
+    l_in = keras.Input((*hw, 1), name="L")
     taps = encoder_taps(opts)
-    tap_in = [keras.Input(shape, name=f"tap_{t}") for t, shape in zip(taps, tap_shapes(taps, opts["encoder_size"]))]
-    x = decoder(l_in, tap_in + _trained_encoder(opts, dict(zip(taps, tap_in))), opts["widths"], image_size)
+    tap_in = [keras.Input(shape, name=f"tap_{t}") for t, shape in zip(taps, tap_shapes(taps, encoder_hw))]
+    hint_in = [keras.Input((*hw, HINT_CHANNELS), name="hints"),
+               keras.Input((len(ab_bins.gamut_bins()) + 1,), name="reference")] if opts["hints"] else []
+    x = decoder(l_in, tap_in + _trained_encoder(opts, dict(zip(taps, tap_in))), opts["widths"], hw, hint_in or None)
     classify = opts["head"] == "classification"
     out = layers.Conv2D(len(ab_bins.gamut_bins()) if classify else 2, 1, dtype=OUTPUT_DTYPE,
                         name="bin_logits" if classify else "ab")(x)
-    model = keras.Model([l_in, *tap_in], out, name="effnet_unet")
+    if hint_in and classify:
+        out = _hinted_logits(out, x, hint_in[0])
+    model = keras.Model([l_in, *tap_in, *hint_in], out, name="effnet_unet")
     for layer in encoder_layers(model):
         if isinstance(layer, layers.BatchNormalization):
             layer.trainable = False   # ImageNet statistics kept (batches of 64 small maps would move them)

@@ -43,22 +43,30 @@ class FeatureError(PriorError):
     """Features cannot be computed as asked (unknown tap, bad size); one line, with the fix."""
 
 
-def check_taps(taps, encoder_size: int) -> tuple[str, ...]:
+def encoder_hw(encoder_size) -> tuple[int, int]:
+    """The encoder's input size: an int (square, as training uses) or (h, w) (photos at their aspect ratio)."""
+    if np.ndim(encoder_size) == 0:
+        return int(encoder_size), int(encoder_size)
+    return int(encoder_size[0]), int(encoder_size[1])
+
+
+def check_taps(taps, encoder_size) -> tuple[str, ...]:
     taps = tuple(taps)
     unknown = [t for t in taps if t not in TAPS]
     if unknown or not taps:
         raise FeatureError(f"unknown encoder tap(s) {unknown or taps}; valid: {', '.join(TAPS)}")
     deepest = max(TAPS[t][0] for t in taps)
-    if encoder_size % deepest:
-        raise FeatureError(f"encoder size {encoder_size} must be a multiple of {deepest} (the stride of tap "
-                           f"'{max(taps, key=lambda t: TAPS[t][0])}')")
+    for side in encoder_hw(encoder_size):
+        if side % deepest:
+            raise FeatureError(f"encoder size {side} must be a multiple of {deepest} (the stride of tap "
+                               f"'{max(taps, key=lambda t: TAPS[t][0])}')")
     return taps
 
 
-def tap_shapes(taps, encoder_size: int) -> list[tuple[int, int, int]]:
-    """(h, w, channels) of each tap for a square encoder input of ``encoder_size`` pixels."""
-    return [(encoder_size // TAPS[t][0], encoder_size // TAPS[t][0], TAPS[t][1])
-            for t in check_taps(taps, encoder_size)]
+def tap_shapes(taps, encoder_size) -> list[tuple[int, int, int]]:
+    """(h, w, channels) of each tap for an encoder input of ``encoder_size`` pixels (square) or (h, w)."""
+    h, w = encoder_hw(encoder_size)
+    return [(h // TAPS[t][0], w // TAPS[t][0], TAPS[t][1]) for t in check_taps(taps, encoder_size)]
 
 
 def tap_block(tap: str) -> int | None:
@@ -73,21 +81,21 @@ def tap_block(tap: str) -> int | None:
 _LOADED: dict[tuple, object] = {}
 
 
-def imagenet_encoder(encoder_size: int):
-    """The whole ImageNet EfficientNet-Lite0 for (E, E, 3) inputs (PriorError when its weights are missing)."""
+def imagenet_encoder(encoder_size):
+    """The whole ImageNet EfficientNet-Lite0 for (E, E, 3) or (h, w, 3) inputs (PriorError when its weights are missing)."""
     from priors import efficientnet_lite0 as eff
     from priors.torch_checkpoint import CheckpointFormatError, UnsafeCheckpointError
     try:
         # the converted weights where priors.load_backbone keeps them (priors.CACHE_DIR is read now: tests move it)
         return eff.load_efficientnet_lite0(cache_dir=priors.CACHE_DIR / "weights" / "shipped",
-                                           input_shape=(encoder_size, encoder_size, 3))
+                                           input_shape=(*encoder_hw(encoder_size), 3))
     except (eff.WeightsUnavailableError, UnsafeCheckpointError, CheckpointFormatError) as err:
         raise PriorError(str(err)) from None
 
 
-def extractor(encoder_size: int, taps, allow_random_weights: bool = False):
-    """Keras model: normalized RGB (B, E, E, 3) -> [tap arrays], once per process and setting."""
-    key = (encoder_size, tuple(taps), allow_random_weights)
+def extractor(encoder_size, taps, allow_random_weights: bool = False):
+    """Keras model: normalized RGB (B, E, E, 3) (or (B, h, w, 3)) -> [tap arrays], once per process and setting."""
+    key = (encoder_hw(encoder_size), tuple(taps), allow_random_weights)
     if key not in _LOADED:
         _LOADED[key] = _build_extractor(encoder_size, check_taps(taps, encoder_size), allow_random_weights)
     return _LOADED[key]
@@ -98,7 +106,7 @@ def _build_extractor(encoder_size: int, taps, allow_random_weights: bool):
 
     from priors import efficientnet_lite0 as eff
     if allow_random_weights:
-        net = eff.build_efficientnet_lite0((encoder_size, encoder_size, 3))
+        net = eff.build_efficientnet_lite0((*encoder_hw(encoder_size), 3))
     else:
         net = imagenet_encoder(encoder_size)
     outputs = []
@@ -106,16 +114,18 @@ def _build_extractor(encoder_size: int, taps, allow_random_weights: bool):
         _, _, name, where = TAPS[tap]
         layer = net.get_layer(name)
         outputs.append(layer.input if where == "input" else layer.output)
-    return keras.Model(net.input, outputs, name=f"efficientnet_lite0_taps_{encoder_size}")
+    h, w = encoder_hw(encoder_size)
+    return keras.Model(net.input, outputs, name=f"efficientnet_lite0_taps_{h}" + ("" if h == w else f"x{w}"))
 
 
-def encoder_input(images: np.ndarray, encoder_size: int, flip: bool = False) -> np.ndarray:
-    """(B, S, S, 3) uint8 -> (B, E, E, 3) float32: gray, resized, ImageNet-normalized (flipped if asked)."""
+def encoder_input(images: np.ndarray, encoder_size, flip: bool = False) -> np.ndarray:
+    """(B, h, w, 3) uint8 -> (B, E, E, 3) (or (B, *encoder_size, 3)) float32: gray, resized, ImageNet-normalized
+    (flipped if asked)."""
     import keras
 
     from priors.efficientnet_lite0 import IMAGENET_MEAN, IMAGENET_STD
     gray = colorspace.gray_rgb(images[:, :, ::-1] if flip else images)          # (B, S, S, 3) in [0, 1]
-    gray = keras.ops.convert_to_numpy(keras.ops.image.resize(gray, (encoder_size, encoder_size),
+    gray = keras.ops.convert_to_numpy(keras.ops.image.resize(gray, encoder_hw(encoder_size),
                                                              interpolation="bilinear"))
     return (gray - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
 

@@ -54,7 +54,7 @@ def unet_run(tmp_path_factory):
     return trained_run(tmp_path_factory, "unet")
 
 
-def built_run(tmp_path_factory, model: str, color_space: str | None = None) -> Path:
+def built_run(tmp_path_factory, model: str, color_space: str | None = None, **overrides) -> Path:
     """A run folder of ``model`` with untrained weights, written in-process once per session (seconds, not train.py's minutes).
 
     What train.py would leave after its first epoch: config.json (model and options, the prior of
@@ -70,13 +70,14 @@ def built_run(tmp_path_factory, model: str, color_space: str | None = None) -> P
 
     spec = get_spec(model)
     name = model if color_space is None else f"{model}-{color_space}"
+    name += "".join(f"-{k}{v}" for k, v in sorted(overrides.items()))
     run_dir = tmp_path_factory.getbasetemp() / "built-runs" / name
     if (run_dir / "config.json").exists():
         return run_dir
     options = {"image_size": 32, "precision": "float32"}
     module = importlib.import_module(f"models.{model}")
     if hasattr(module, "options"):   # a model that records its defaults in config.json (their values matter)
-        options.update(module.options(32))
+        options.update(module.options(32, **overrides))
     if spec.trainer == "gan":
         options["color_space"] = color_space or "rgb"
     config = {"model": model, "model_options": options, "seed": 1, "log_dir": None}

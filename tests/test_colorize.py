@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import colorize
-from inference import photos
+from inference import Colorizer, fullres, photos
 from core import colorspace
 from conftest import ROOT, SAMPLE
 
@@ -44,14 +44,19 @@ def inputs(tmp_path):
 
 
 class FakeColorizer:
-    """Stands in for inference.Colorizer: every pixel predicted as one color; records the labels."""
+    """Stands in for inference.Colorizer (its photo path is the real one): every pixel predicted as one
+    color; records the labels."""
     image_size = 32
+    flexible_size = False
+    takes_hints = False
+    working_shape = Colorizer.working_shape
+    colorize_photo = Colorizer.colorize_photo
 
     def __init__(self, rgb=(0.9, 0.2, 0.1)):
         self.rgb = np.asarray(rgb, np.float32)
         self.labels = []
 
-    def colorize(self, images, labels=None):
+    def colorize(self, images, labels=None, hints=None):
         assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
         assert (images[..., 0] == images[..., 2]).all()           # the model is given gray only
         self.labels.append(labels)
@@ -115,7 +120,7 @@ def test_huge_images_are_refused_before_decoding(tmp_path, monkeypatch):
     with pytest.raises(photos.InputError, match=r"over.png: 8000x6000 is 48.0 megapixels, above the limit"):
         photos.read_full(over)
     with pytest.raises(photos.InputError, match=r"bomb.png: refused, too many pixels"):
-        photos.read_small_gray(bomb, 32)
+        photos.read_full(bomb)
 
 
 def test_collect_jobs_reports_missing_and_empty_and_keeps_names_unique(tmp_path):
@@ -143,18 +148,19 @@ def test_one_bad_file_does_not_stop_the_others(inputs, tmp_path, capsys):
     assert n_done == 2 and len(errors) == 2
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["color.png", "gray.png"]
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
-    assert len(fake.labels) == 1                                 # one model call for all inputs
+    assert len(fake.labels) == 2                                 # one model call per image (each decoded once)
 
 
 # ---- the recombination ----------------------------------------------------------------
 
 def test_predicted_chroma_is_taken_from_rgb_output_and_labels_passed():
     fake = FakeColorizer(rgb=(0.2, 0.6, 0.3))
-    small = np.full((3, 32, 32, 3), 90, np.uint8)
-    ab = photos.predict_ab(fake, small, label=4)
+    rgb = np.full((40, 70, 3), 120, np.uint8)                     # flat gray: the chroma comes back as predicted
+    out, _ = fake.colorize_photo(rgb, label=4)
     expected = colorspace.rgb_to_lab(np.array([0.2, 0.6, 0.3], np.float32))[1:]
-    np.testing.assert_allclose(ab, np.broadcast_to(expected, (3, 32, 32, 2)), atol=1e-4)
-    np.testing.assert_array_equal(fake.labels[0], [4, 4, 4])
+    ab = colorspace.rgb_to_lab(out)[..., 1:]
+    assert np.abs(ab - expected).max() < 1.5                       # 8-bit rounding of the output
+    np.testing.assert_array_equal(fake.labels[0], [4])
 
 
 def test_recombine_in_strips_equals_one_pass_and_keeps_lightness(monkeypatch):
@@ -163,9 +169,9 @@ def test_recombine_in_strips_equals_one_pass_and_keeps_lightness(monkeypatch):
     ab_small = np.empty((32, 32, 2), np.float32)
     ab_small[..., 0] = np.linspace(-90, 90, 32)[None, :]         # far outside sRGB at many lightnesses
     ab_small[..., 1] = np.linspace(90, -90, 32)[:, None]
-    whole, _ = photos.recombine(rgb, ab_small)
-    monkeypatch.setattr(photos, "STRIP_PIXELS", 500)           # strips of 3 rows
-    strips, gray = photos.recombine(rgb, ab_small, with_gray=True)
+    whole, _ = fullres.recombine(rgb, ab_small)
+    monkeypatch.setattr(fullres, "STRIP_PIXELS", 500)           # strips of 3 rows
+    strips, gray = fullres.recombine(rgb, ab_small, with_gray=True)
     assert whole.shape == rgb.shape
     assert np.abs(whole.astype(int) - strips).max() <= 1         # float rounding may flip a last bit
     assert np.abs(lightness(strips) - lightness(rgb)).max() < 1.0
@@ -175,11 +181,11 @@ def test_recombine_in_strips_equals_one_pass_and_keeps_lightness(monkeypatch):
 def test_fit_gamut_keeps_lightness_and_hue_and_leaves_sRGB_colors_alone():
     rng = np.random.default_rng(3)
     real = colorspace.rgb_to_lab(rng.integers(0, 256, (1000, 3), dtype=np.uint8))
-    assert photos.in_gamut(real).all()
-    np.testing.assert_array_equal(photos.fit_gamut(real), real)
+    assert fullres.in_gamut(real).all()
+    np.testing.assert_array_equal(fullres.fit_gamut(real), real)
     wild = np.array([[50, 120, -120], [95, -80, 80], [5, 60, 60], [100, 0, 0], [0, 0, 0]], np.float32)
-    fitted = photos.fit_gamut(wild)
-    assert photos.in_gamut(fitted).all()
+    fitted = fullres.fit_gamut(wild)
+    assert fullres.in_gamut(fitted).all()
     np.testing.assert_array_equal(fitted[:, 0], wild[:, 0])     # L untouched
     np.testing.assert_allclose(fitted[:3, 1] * wild[:3, 2], fitted[:3, 2] * wild[:3, 1], atol=1e-3)   # same hue
     back = colorspace.rgb_to_lab(colorspace.lab_to_rgb(fitted))

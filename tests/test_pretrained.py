@@ -114,3 +114,64 @@ def test_compare_scores_the_shipped_run_at_every_temperature(tmp_path, monkeypat
     assert temps[-1]["colorfulness"] > temps[0]["colorfulness"]              # colder, more colorful
     assert [(p["temperature"], p["undo_rebalancing"]) for p in undo] == [(1.0, 0.25), (1.0, 0.5), (1.0, 0.75), (1.0, 1.0)]
     assert undo[-1]["colorfulness"] < undo[0]["colorfulness"] < temps[0]["colorfulness"]   # undone: less color
+
+
+# ---- color hints (the shipped run is trained with them) ------------------------------------------------
+
+def test_the_shipped_run_follows_hints_on_the_sample(shipped_colorizer, sample_val):
+    """Quality regression test with hints (evaluation.hinted, the protocol of evaluate.py --hints): on the
+    100 sample images, 10 points drawn from each original beat the spread baseline with the same points,
+    and each original as its own reference beats histogram matching (measured: README, Color hints)."""
+    from evaluation import hinted
+    assert shipped_colorizer.takes_hints
+    result = hinted.score_cifar(shipped_colorizer, sample_val.images, counts=(0, 10), seed=0)
+    model, spread = result["methods"]["model"], result["methods"]["spread"]
+    assert model[10]["psnr_pooled"] >= spread[10]["psnr_pooled"] + 1.0, (model[10], spread[10])
+    assert model[10]["psnr_pooled"] >= model[0]["psnr_pooled"] + 3.0
+    reference = hinted.score_cifar(shipped_colorizer, sample_val.images, counts=(0,), seed=0, reference="self")
+    matched = reference["histogram_matched"]
+    assert reference["methods"]["model"][0]["psnr_pooled"] >= matched["psnr_pooled"] + 1.0, reference
+    assert reference["methods"]["model"][0]["colorfulness"] >= 0.8 * matched["colorfulness_true"]
+
+
+def test_a_hinted_color_fills_its_region_and_stops_at_a_sharp_edge(shipped_colorizer):
+    """A 300 x 451 photo: dark left part, light right part, a sharp vertical edge at column 200 (not on the
+    working grid). One green point on the left: green on the left up to the edge, not beyond it."""
+    from core import colorspace, hints
+    rgb = np.full((300, 451, 3), 200, np.uint8)
+    rgb[:, :200] = 70
+    out, _ = shipped_colorizer.colorize_photo(rgb, [hints.point(60, 150, (40, 160, 40))])
+    a = colorspace.rgb_to_lab(out)[..., 1]                       # green: a* < 0
+    left, right = a[:, 150:198], a[:, 203:260]                   # up to 2 px from the edge on each side
+    assert left.mean() < -15 and np.median(left) < -15, left.mean()
+    assert right.mean() > left.mean() + 12, (left.mean(), right.mean())
+    assert np.abs(a[:, 203:] - a[:, 203:204]).max() < 30         # no halo: the far right like the near right
+
+
+def test_colorize_py_reads_a_hints_file_and_refuses_a_bad_one_in_one_line(tmp_path, capsys):
+    import json
+
+    import colorize
+    photo = tmp_path / "photo.png"
+    Image.open(SAMPLE / "val" / "img-10-horse.png").convert("RGB").resize((96, 80)).save(photo)
+    Image.open(SAMPLE / "val" / "img-1-ship.png").convert("RGB").save(tmp_path / "ref.png")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"points": [{"x": 10, "y": 70, "color": "#ff0000", "radius": 6}], "reference": "ref.png"}))
+    out = tmp_path / "out"
+    assert run_main(colorize.main, [str(photo), "--hints", str(good), "--run-dir", str(SHIPPED), "--out", str(out)]) == 0
+    hinted = np.asarray(Image.open(out / "photo.png"))
+    assert run_main(colorize.main, [str(photo), "--run-dir", str(SHIPPED), "--out", str(tmp_path / "plain")]) == 0
+    plain = np.asarray(Image.open(tmp_path / "plain" / "photo.png"))
+    from core import colorspace
+    a_hinted, a_plain = (colorspace.rgb_to_lab(x[64:77, 4:17])[..., 1].mean() for x in (hinted, plain))
+    assert a_hinted > a_plain + 10, (a_hinted, a_plain)          # redder around the red point
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"points": [{"x": 96, "y": 0, "color": "#ff0000"}]}))
+    assert run_main(colorize.main, [str(photo), "--hints", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "bad.json" in err and "outside the image photo.png (96 x 80 pixels)" in err, err
+    (tmp_path / "photo.hints.json").write_text("{not json")       # a folder's STEM.hints.json is read too
+    assert run_main(colorize.main, [str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "photo.hints.json: not JSON" in err, err

@@ -6,6 +6,10 @@
 - The classification head's class rebalancing weights come from the empirical ab-bin distribution
   of the run's training images (``core.ab_bins``) and are recorded in config.json, so a resumed
   run keeps them; the targets are packed once per data set (``core.ab_bins.pack_targets``).
+- A run with hints (``--hints``) is served simulated color hints with each batch (``HintGenerator``,
+  the protocol of ``core.hints``): points drawn from the original, and for some images its own
+  color distribution as the reference, drawn from the seed, the epoch and the batch, so a resumed
+  run sees the same hints.
 - ``--init RUN_DIR`` starts from another run's decoder weights (the shipped run included): the
   architecture is that run's, the image size may differ (the network is fully convolutional, and
   the encoder size scales with the image size).
@@ -18,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core import ab_bins, colorspace, runs
+from core import ab_bins, colorspace, hints, runs
 from dataset import CifarGenerator, ImageSet
 from inference.colorizer import encoder_features
 from models import build_model, effnet_unet
 
 # Options that fix the decoder's weights: an --init run must agree on them.
-ARCHITECTURE = ("head", "taps", "widths")
+ARCHITECTURE = ("head", "taps", "widths", "hints")
 INIT_LEARNING_RATE = 1e-4   # fine-tuning from a trained decoder: a tenth of a new run's
 
 
@@ -33,7 +37,7 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
     given = {} if init_config is None else _inherited(init_config, args.image_size)
     for key, value in (("head", args.head), ("loss", args.loss), ("encoder_size", args.encoder_size),
                        ("temperature", args.temperature), ("learning_rate", args.learning_rate),
-                       ("fine_tune", args.fine_tune_from)):
+                       ("fine_tune", args.fine_tune_from), ("hints", getattr(args, "hints", None))):
         if value is not None:
             given[key] = value
     if init_config is not None:
@@ -139,17 +143,53 @@ def _targets(config: dict):
     return pack
 
 
+class HintGenerator(CifarGenerator):
+    """effnet_unet's features batches with simulated hints: ((L, *taps, local hints, global hint), target).
+
+    The hints come from the served image (mirrored when it is served mirrored), by core.hints'
+    training protocol, from a generator seeded by (seed, epoch, the batch's first image): the
+    same batch always gets the same hints, whatever reads it and when (resumes, prefetching).
+    Validation (no epochs) always draws with epoch -1: the same hints at every evaluation.
+    """
+
+    def __init__(self, data, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        _, y = colorspace.encode_lab(self.data.images)
+        self.ab = y * np.float32(255) - np.float32(128)                     # (N, S, S, 2) LAB units
+        self.distributions = np.stack([hints.distribution(ab) for ab in self.ab])   # (N, Q)
+        self._hint_epoch = self.epoch
+
+    def __getitem__(self, i: int):
+        self._hint_epoch = self.epoch
+        return super().__getitem__(i)
+
+    def epoch_batch(self, epoch: int, i: int):
+        self._hint_epoch = epoch
+        return super().epoch_batch(epoch, i)
+
+    def _batch(self, idx: np.ndarray, mirrored: np.ndarray):
+        inputs, *rest = super()._batch(idx, mirrored)
+        ab = self.ab[idx]
+        flip = mirrored[idx]
+        ab[flip] = ab[flip][:, :, ::-1]
+        rng = np.random.default_rng([self.seed, self._hint_epoch + 1, int(idx[0]), len(idx)])
+        local, glob = hints.training_hints(ab, self.distributions[idx], rng)
+        local = hints.network_local(local, inputs[0][..., 0] * np.float32(100))   # L / 100 -> L
+        return ((*inputs, local, glob), *rest)
+
+
 def generators(config: dict, train: ImageSet, val: ImageSet | None, seed: int):
     """(training generator with flips, validation generator or None, the sample images' taps)."""
     print("encoder features of the training images, and of their mirror images (for flips):")
     taps = encoder_features(config, train.images, verbose=True)
     mirrored = encoder_features(config, train.images, flip=True, verbose=True)
     targets = _targets(config)
-    train_gen = CifarGenerator(train, config["batch_size"], "features", shuffle=True, prior=taps,
+    kind = HintGenerator if config["model_options"].get("hints") else CifarGenerator
+    train_gen = kind(train, config["batch_size"], "features", shuffle=True, prior=taps,
                                flip_prior=mirrored, target_transform=targets, seed=seed)
     if val is None:
         return train_gen, None, taps
     val_taps = encoder_features(config, val.images, verbose=True)
-    val_gen = CifarGenerator(val, config["batch_size"], "features", shuffle=False, prior=val_taps,
+    val_gen = kind(val, config["batch_size"], "features", shuffle=False, prior=val_taps,
                              target_transform=targets)
     return train_gen, val_gen, val_taps

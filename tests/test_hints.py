@@ -1,0 +1,127 @@
+"""Color hints: their encodings (core.hints), the network that takes them, training's simulated hints,
+and photos colorized with hints at their own aspect ratio (Colorizer.colorize_photo)."""
+import numpy as np
+import pytest
+
+from conftest import built_run
+from core import colorspace, hints
+
+
+# ---- encodings ---------------------------------------------------------------------------------
+
+def test_a_point_lands_on_the_working_pixel_its_photo_pixel_falls_in():
+    p = hints.point(399, 0, (255, 0, 0))                          # top-right pixel of a 400 x 300 photo
+    local = hints.local_planes([p], (300, 400), (24, 32))
+    assert local.shape == (24, 32, 3) and local[..., 2].sum() == 1 and local[0, 31, 2] == 1
+    a, b = hints.rgb_to_ab((255, 0, 0))
+    np.testing.assert_allclose(local[0, 31, :2], np.array([a, b]) / hints.AB_SCALE, rtol=1e-6)
+    assert a > 70 and b > 60                                      # sRGB red: a = 80.1, b = 67.2
+
+
+def test_a_radius_covers_a_disc_and_overlapping_points_average():
+    red, blue = hints.point(50, 50, (255, 0, 0), radius=20), hints.point(50, 50, (0, 0, 255))
+    local = hints.local_planes([red], (100, 100), (10, 10))
+    assert 9 <= local[..., 2].sum() <= 16 and local[5, 5, 2] == 1 and local[0, 0, 2] == 0
+    both = hints.local_planes([red, blue], (100, 100), (10, 10))
+    center = both[5, 5, :2] * hints.AB_SCALE
+    expected = (np.array(hints.rgb_to_ab((255, 0, 0))) + hints.rgb_to_ab((0, 0, 255))) / 2
+    np.testing.assert_allclose(center, expected, rtol=1e-5)
+
+
+def test_reference_distribution_and_global_vector():
+    rgb = np.zeros((10, 20, 3), np.uint8)
+    rgb[:, :10] = (200, 30, 30)                                  # half red, half black
+    dist = hints.reference_distribution(rgb)
+    assert dist.shape == (hints.n_bins(),) and abs(dist.sum() - 1) < 1e-6 and np.sort(dist)[-2:].sum() > 0.99
+    vec = hints.global_vector(dist)
+    assert vec[-1] == 1 and abs(vec[:-1].sum() - 1) < 1e-6
+    assert not hints.global_vector(None).any()
+    with pytest.raises(ValueError, match="261 bins"):
+        hints.global_vector(np.ones(10))
+
+
+def test_simulated_points_take_the_originals_patch_color_and_are_seeded():
+    ab = np.zeros((32, 32, 2), np.float32)
+    ab[:, 16:] = (40, -30)
+    points = hints.simulate_points(ab, 50, np.random.default_rng(3))
+    for p in points:
+        if p.x >= 18:
+            assert (p.a, p.b) == (40, -30)
+        if p.x <= 13:
+            assert (p.a, p.b) == (0, 0)
+    again = hints.simulate_points(ab, 50, np.random.default_rng(3))
+    assert points == again
+
+
+# ---- the network ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hint_colorizer(tmp_path_factory):
+    from inference import Colorizer
+    return Colorizer.from_run(built_run(tmp_path_factory, "effnet_unet", hints=True))
+
+
+def test_hints_change_the_output_and_a_run_without_them_refuses_them(hint_colorizer, tmp_path_factory, sample_val):
+    from inference import Colorizer, HintInputs, HintsNotSupportedError
+    images = sample_val.images[:2]
+    local = np.zeros((2, 32, 32, 3), np.float32)
+    local[:, 10, 10] = (0.5, -0.3, 1.0)
+    glob = np.tile(hints.global_vector(hints.reference_distribution(images[0])), (2, 1))
+    plain = hint_colorizer.network_output(images).y
+    hinted = hint_colorizer.network_output(images, hints=HintInputs(local, glob)).y
+    assert np.abs(plain - hinted).max() > 1e-3
+    no_hints = Colorizer.from_run(built_run(tmp_path_factory, "effnet_unet"))
+    assert not no_hints.takes_hints
+    with pytest.raises(HintsNotSupportedError, match="not trained with hints"):
+        no_hints.colorize(images, hints=HintInputs(local, glob))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 50), (50, 5), (37, 53), (300, 451)])
+def test_photos_of_any_shape_with_hints_keep_size_and_lightness(hint_colorizer, shape):
+    """1-pixel, 1:10 and odd-sized photos: the working size keeps the aspect ratio (multiples of 8)."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    work = hint_colorizer.working_shape(shape)
+    assert all(s % 8 == 0 and s >= 8 for s in work)
+    if min(shape) > 8:
+        assert abs(work[1] / work[0] - shape[1] / shape[0]) < 0.35 * shape[1] / shape[0]
+    points = [hints.point(shape[1] - 1, shape[0] - 1, (0, 200, 0)), hints.point(0, 0, (200, 0, 0), radius=3)]
+    out, gray = hint_colorizer.colorize_photo(rgb, points, reference=rgb, with_gray=True)
+    assert out.shape == rgb.shape and out.dtype == np.uint8 and gray.shape == rgb.shape
+    lab_in, lab_out = colorspace.rgb_to_lab(rgb), colorspace.rgb_to_lab(out)
+    assert np.abs(lab_in[..., 0] - lab_out[..., 0]).max() < 1.0
+
+
+def test_the_same_weights_serve_every_working_size(hint_colorizer):
+    net = hint_colorizer.network_for((16, 40))
+    assert net.input_shape[0] == (None, 16, 40, 1) and net is hint_colorizer.network_for((16, 40))
+    for a, b in zip(net.get_weights(), hint_colorizer.network.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- training's simulated hints --------------------------------------------------------------------
+
+def test_hint_batches_are_a_function_of_seed_epoch_and_batch(sample_val):
+    from training.encoder_data import HintGenerator
+    taps = [np.zeros((len(sample_val), 4, 4, 8), np.float16)]
+    gen = HintGenerator(sample_val, 16, "features", shuffle=True, prior=taps, flip_prior=taps, seed=5)
+    first = gen.epoch_batch(2, 1)
+    (x, _, local, glob), _ = first
+    assert local.shape == (16, 32, 32, hints.NETWORK_CHANNELS) and glob.shape == (16, hints.n_bins() + 1)
+    again = HintGenerator(sample_val, 16, "features", shuffle=True, prior=taps, flip_prior=taps, seed=5).epoch_batch(2, 1)
+    np.testing.assert_array_equal(again[0][2], local)
+    other = gen.epoch_batch(3, 1)[0][2]
+    assert not np.array_equal(other, local)
+    # a hint's color is the served (possibly mirrored) image's own mean over a patch of 1-3 pixels around it
+    order, mirrored = gen._epoch_plan(2)
+    idx = order[16:32]
+    served = gen.ab[idx].copy()
+    served[mirrored[idx]] = served[mirrored[idx]][:, :, ::-1]
+    mask = local[..., 2] > 0
+    assert 0 < mask.mean() < 0.2 and np.abs(local[..., :2][~mask]).max() == 0
+    for i, r, c in zip(*np.nonzero(mask)):
+        window = served[i, max(0, r - 2):r + 3, max(0, c - 2):c + 3].reshape(-1, 2)
+        value = local[i, r, c, :2] * hints.AB_SCALE
+        assert np.all(value >= window.min(0) - 1e-3) and np.all(value <= window.max(0) + 1e-3)
+    on = glob[:, -1] == 1
+    np.testing.assert_allclose(glob[on, :-1], gen.distributions[idx[on]], atol=1e-6)
