@@ -62,8 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reference", type=Path, default=None, metavar="IMAGE",
                    help="a color image whose colors guide every input (a global hint)")
     p.add_argument("--work-size", type=int, default=None, metavar="N",
-                   help=f"effnet_unet: the long side of the size the network works at (default "
-                        f"{WORK_LONG_SIDE}; a multiple of 8), aspect ratio kept")
+                   help=f"the long side of the size the network works at, aspect ratio kept: effnet_unet (default "
+                        f"{WORK_LONG_SIDE}; a multiple of 8), unet and gan (a multiple of 32; default: their 32 x 32); "
+                        "the other models work at 32 x 32 only")
     add_decoding_args(p)
     return p.parse_args(argv)
 
@@ -94,8 +95,8 @@ def main(argv=None) -> int:
     if any(job.hints for job in jobs) and not colorizer.takes_hints:
         raise photos.HintsError(f"{colorizer.run_dir} ({spec.name}) was not trained with hints: leave out --hints, "
                          "--reference and STEM.hints.json files, or use a run trained with --hints (the shipped one)")
-    if args.work_size is not None and colorizer.fixed_size_note():
-        print(f"note: {colorizer.fixed_size_note()}; --work-size is ignored")
+    if args.work_size is not None and colorizer.fixed_size_note(args.work_size):
+        print(f"note: {colorizer.fixed_size_note(args.work_size)}; --work-size is ignored")
     run_dir = colorizer.run_dir
     label = None if args.label is None or spec.prior != "label" else CLASS_NAMES.index(args.label)
     with GracefulStop("stopping after the current image (the images written so far are complete)") as stop:

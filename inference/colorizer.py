@@ -30,6 +30,7 @@ class RawOutput(NamedTuple):
     x: np.ndarray                           # the network's input: L or gray, which decoding keeps
     y: np.ndarray                           # its raw output (RGB, ab, or effnet_unet's logits)
     y_mirrored: np.ndarray | None = None    # its raw output on the mirror images (flip averaging), not flipped back
+    hinted: np.ndarray | None = None        # (N,) bool: which images had hints (a hint run's output has both)
 
 
 class HintInputs(NamedTuple):
@@ -82,31 +83,50 @@ class Colorizer:
         self._networks = {(self.image_size, self.image_size): network}   # per working size (flexible_size)
 
     @property
+    def work_multiple(self) -> int | None:
+        """The sides of working sizes the network takes (fully convolutional: effnet_unet 8, the U-Nets of
+        unet and the GAN's generator 32, for their five stride-2 levels); None: its training size only
+        (the dense bottleneck of the autoencoder, the fusion models' 4 x 4 fusion)."""
+        if self.color_space == "features":
+            return fullres.WORK_MULTIPLE
+        return 32 if self.spec.name in ("unet", "gan") else None
+
+    @property
     def flexible_size(self) -> bool:
-        """Whether the network takes any working size (multiples of 8) at the photo's aspect ratio:
-        effnet_unet is fully convolutional; the others are used at their training size."""
+        """Whether the network colorizes photos at their aspect ratio by default (effnet_unet); unet and the
+        GAN do when a working size is asked for, the others never (fixed_size_note)."""
         return self.color_space == "features"
 
-    def fixed_size_note(self) -> str | None:
-        """One line for the tools when a working size was asked of a network that has none."""
-        if self.flexible_size:
-            return None
-        return (f"{self.spec.name} works at its training size only ({self.image_size} x {self.image_size}: photos are "
-                "squashed to it, and the stretch undone when the colors are brought back)")
+    def fixed_size_note(self, long_side: int | None = None) -> str | None:
+        """One line for the tools when a working size cannot be used as asked; None when it can."""
+        if self.work_multiple is None:
+            return (f"{self.spec.name} works at its training size only ({self.image_size} x {self.image_size}: photos "
+                    "are squashed to it, and the stretch undone when the colors are brought back)")
+        if long_side is not None and long_side % self.work_multiple:
+            return f"{self.spec.name} takes working sizes that are multiples of {self.work_multiple}, not {long_side}"
+        return None
 
     def working_shape(self, full_hw: tuple[int, int], long_side: int | None = None) -> tuple[int, int]:
-        """The size (h, w) the network colorizes a photo of full_hw at (inference.fullres)."""
-        if not self.flexible_size:
+        """The size (h, w) the network colorizes a photo of full_hw at (inference.fullres): effnet_unet at
+        the photo's aspect ratio, long side ``long_side`` (default WORK_LONG_SIDE); unet and the GAN so
+        only when ``long_side`` is given; else the training size (the photo squashed)."""
+        if self.fixed_size_note(long_side) is not None or (long_side is None and not self.flexible_size):
             return self.image_size, self.image_size
-        return fullres.working_shape(full_hw, long_side or fullres.WORK_LONG_SIDE)
+        return fullres.working_shape(full_hw, long_side or fullres.WORK_LONG_SIDE, self.work_multiple)
 
     def network_for(self, shape: tuple[int, int]):
         """The network for inputs of (h, w): the run's own, or the same weights built for that size."""
         shape = (int(shape[0]), int(shape[1]))
         if shape not in self._networks:
-            if not self.flexible_size:
+            if self.work_multiple is None:
                 raise ValueError(f"{self.spec.name} takes {self.image_size} x {self.image_size} inputs, not {shape}")
-            net = build_model(self.config["model"], work_shape=shape, **self.config["model_options"])
+            options = self.config["model_options"]
+            if self.spec.trainer == "gan":
+                from models.gan import build_generator
+                with dtype_policy(options.get("precision", "float32")):
+                    net = build_generator(options["image_size"], options["color_space"], work_shape=shape)
+            else:
+                net = build_model(self.config["model"], work_shape=shape, **options)
             net.set_weights(self.network.get_weights())
             self._networks[shape] = net
         return self._networks[shape]
@@ -213,13 +233,17 @@ class Colorizer:
         """
         self._check_hints(hints, images)
         x, y = self._run(images, labels, prior, batch_size, hints)
+        hinted = None
+        if self.takes_hints:
+            hinted = np.zeros(len(images), bool) if hints is None else \
+                (hints.local[..., 2].reshape(len(images), -1).max(1) > 0) | (np.asarray(hints.reference)[:, -1] > 0)
         if not self.flip_average:
-            return RawOutput(x, y)
+            return RawOutput(x, y, None, hinted)
         # The mirror images' prior (encoder taps, classifier features) is computed from them; a label is the same.
         mirrored_hints = None if hints is None else HintInputs(np.ascontiguousarray(hints.local[:, :, ::-1]),
                                                                hints.reference)
         _, y_mirrored = self._run(np.ascontiguousarray(images[:, :, ::-1]), labels, None, batch_size, mirrored_hints)
-        return RawOutput(x, y, y_mirrored)
+        return RawOutput(x, y, y_mirrored, hinted)
 
     def _check_hints(self, hints: HintInputs | None, images: np.ndarray) -> None:
         if hints is None:
@@ -262,9 +286,9 @@ class Colorizer:
         """:meth:`network_output`'s result -> float32 RGB [0, 1] (N, S, S, 3), at this temperature and
         gain; the colors of the mirror images, when there, mirrored back and averaged in."""
         x = raw.x
-        color = self._color(raw.y)
+        color = self._color(raw.y, raw.hinted)
         if raw.y_mirrored is not None:
-            color = (color + self._color(raw.y_mirrored)[:, :, ::-1]) * np.float32(0.5)
+            color = (color + self._color(raw.y_mirrored, raw.hinted)[:, :, ::-1]) * np.float32(0.5)
         if self.color_space == "RGB":
             return self._gain_rgb(color)
         if self.color_space == "LAB_SYM":
@@ -272,7 +296,7 @@ class Colorizer:
         ab = np.clip(self._gain_encoded(color), 0.0, 1.0)           # unet's tanh can leave [0, 1]
         return colorspace.decode_lab(x, ab)
 
-    def _color(self, y: np.ndarray) -> np.ndarray:
+    def _color(self, y: np.ndarray, hinted: np.ndarray | None = None) -> np.ndarray:
         """Raw output -> the colors that are averaged: RGB [0, 1] (RGB models), ab in [-1, 1] (LAB_SYM),
         or ab in the LAB encoding (ab + 128) / 255 (the others; effnet_unet decoded at this temperature)."""
         if self.color_space == "RGB":
@@ -280,10 +304,15 @@ class Colorizer:
         if self.color_space == "LAB_SYM":
             return np.clip(y, -1.0, 1.0)
         if self.color_space == "features":
-            from models.effnet_unet import decode
+            from models.effnet_unet import HINTED_TEMPERATURE, decode, split_output
             weights = self.config.get("class_rebalancing", {}).get("weights")
-            return decode(y, self.options["head"], self.temperature, self.undo_rebalancing or 0.0,
-                          weights)                                    # (N, S, S, 2) about [0, 1]
+            if hinted is None or not hinted.any():      # the network's own logits (a hint run's second half)
+                y = split_output(y, np.zeros(len(y), bool))
+                return decode(y, self.options["head"], self.temperature, self.undo_rebalancing or 0.0,
+                              weights)                                # (N, S, S, 2) about [0, 1]
+            own = self._color(y, None)
+            with_hints = decode(split_output(y, np.ones(len(y), bool)), self.options["head"], HINTED_TEMPERATURE)
+            return np.where(hinted[:, None, None, None], with_hints, own)
         return np.asarray(y, np.float32)
 
     def _gain_encoded(self, y: np.ndarray) -> np.ndarray:
@@ -304,7 +333,7 @@ class Colorizer:
     def _predict(self, inputs, batch_size: int) -> np.ndarray:
         """The network's raw output for (a tuple of) input arrays, batch by batch."""
         parts = inputs if isinstance(inputs, tuple) else (inputs,)
-        network = self.network_for(parts[0].shape[1:3]) if self.flexible_size else self.network
+        network = self.network_for(parts[0].shape[1:3]) if self.work_multiple else self.network
         if model_replicas(self.network) > 1:
             # train.py --strategy: predict_on_batch would give every replica the whole batch and return
             # it once per replica (Keras 3 pitfall 6); predict splits it between them and reassembles it.

@@ -4,10 +4,11 @@ The network colorizes a small version of the photo (its *working size*); only it
 CIE LAB) is used, recombined with the photo's own full-resolution lightness L, so the output keeps
 the photo's size, lightness and detail.
 
-- **Working size**: networks that are fully convolutional (``Colorizer.flexible_size``) see the
-  photo at its own aspect ratio, its long side ``WORK_LONG_SIDE`` pixels (a multiple of 8: the
-  encoder's deepest tap has stride 32 at 4x) unless asked otherwise; the others see it squashed to
-  their training size (32 x 32), and the stretch is undone when the chroma is brought back.
+- **Working size**: fully convolutional networks (``Colorizer.work_multiple``) see the photo at its
+  own aspect ratio: effnet_unet always, its long side ``WORK_LONG_SIDE`` pixels unless asked
+  otherwise (a multiple of 8: the encoder's deepest tap has stride 32 at 4x); unet and the GAN's
+  generator when a working size is asked for (multiples of 32). Otherwise a network sees the photo
+  squashed to its training size (32 x 32), and the stretch is undone when the chroma comes back.
 - **Upsampling**: the fast guided filter (``core.guided``): the chroma's local linear fit to the
   working-size L is applied to the full-resolution L, so a color stops at the photo's edges instead
   of washing across them (bilinear upsampling did that).

@@ -67,9 +67,13 @@ def channels(color_space: str) -> tuple[int, int]:
     return (3, 3) if color_space == "rgb" else (1, 2)
 
 
-def build_generator(image_size: int, color_space: str) -> keras.Model:
+def build_generator(image_size: int, color_space: str, work_shape=None) -> keras.Model:
+    """The U-Net generator; ``work_shape`` (h, w), multiples of 32: the same network for that size."""
     cond_ch, out_ch = channels(color_space)
-    condition = keras.Input((image_size, image_size, cond_ch), name="gray" if color_space == "rgb" else "L")
+    h, w = (image_size, image_size) if work_shape is None else work_shape
+    for side in (h, w):
+        check_image_size(side, 32, "gan")
+    condition = keras.Input((h, w, cond_ch), name="gray" if color_space == "rgb" else "L")
     return keras.Model(condition, unet(condition, out_channels=out_ch, out_activation="tanh"), name="generator")
 
 

@@ -125,3 +125,18 @@ def test_hint_batches_are_a_function_of_seed_epoch_and_batch(sample_val):
         assert np.all(value >= window.min(0) - 1e-3) and np.all(value <= window.max(0) + 1e-3)
     on = glob[:, -1] == 1
     np.testing.assert_allclose(glob[on, :-1], gen.distributions[idx[on]], atol=1e-6)
+
+
+def test_unet_and_the_gan_take_a_working_size_and_the_others_say_they_cannot(tmp_path_factory):
+    """Every fully convolutional model gets the working size (the U-Nets: multiples of 32, when asked)."""
+    from inference import Colorizer
+    rgb = np.random.default_rng(1).integers(0, 256, (300, 451, 3), dtype=np.uint8)
+    for model, color_space in (("unet", None), ("gan", "rgb")):
+        colorizer = Colorizer.from_run(built_run(tmp_path_factory, model, color_space=color_space))
+        assert colorizer.working_shape((300, 451)) == (32, 32)            # by default: as trained
+        assert colorizer.working_shape((300, 451), 96) == (64, 96)
+        assert "multiples of 32" in colorizer.fixed_size_note(48)
+        out, _ = colorizer.colorize_photo(rgb, long_side=96)
+        assert out.shape == rgb.shape and colorizer.network_for((64, 96)).input_shape[1:3] == (64, 96)
+    fixed = Colorizer.from_run(built_run(tmp_path_factory, "autoencoder"))
+    assert "training size only" in fixed.fixed_size_note(64) and fixed.working_shape((300, 451), 64) == (32, 32)
