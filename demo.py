@@ -6,6 +6,10 @@ and get [gray | colorized] side by side at the photo's full resolution, with a d
 the colorized image. It colorizes exactly as colorize.py does (inference.photos). Oversized or
 invalid uploads are refused with a message on the page.
 
+With a run trained with color hints (train.py --hints), each result also gets an editor: click the
+colorized image to add a colored point (its color picker starts at the predicted color), remove
+points, add a reference image; the photo is colorized again after each change, in place.
+
 Serves on 127.0.0.1 (this computer only) unless --host says otherwise. --port 0 picks a free port.
 Stop with Ctrl-C.
 """

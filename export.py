@@ -4,10 +4,13 @@ Formats, all written by Keras' own ``model.export`` (TensorFlow backend): ``save
 TensorFlow SavedModel folder), ``onnx`` (through tf2onnx) and ``tflite`` (LiteRT, through the
 TensorFlow converter; batch fixed at 1). The GAN exports its generator. ``--bake-color`` wraps the
 network in the run's color conversion: the exported model takes a gray image and gives RGB, so a
-consumer needs no LAB code.
+consumer needs no LAB code. A model's further inputs stay inputs: a fusion model's prior,
+effnet_unet's encoder taps and, for a run trained with color hints, its local hints and reference
+(zeros: no hints).
 
 After writing, the artifact is loaded by its own runtime (tf.saved_model, onnxruntime, the LiteRT
-interpreter) and compared with the Keras model on a fixed batch. A card beside it, OUT.card.json
+interpreter) and compared with the Keras model on a fixed batch (a hint run's with hints made
+from the images' own colors, so the hint paths are compared too). A card beside it, OUT.card.json
 and OUT.card.md, documents the tensors (names, shapes, value ranges, color encoding), the parity,
 the run's config and metrics (serving/card.py). Exit status: 0 on success, 2 for a usage error or
 a model the format cannot express (one line, no traceback).

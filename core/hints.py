@@ -7,11 +7,12 @@ original image) and for use (from points a person chose and a reference image):
 - **local hints**, (h, w, 3) float32 at the network's working size (h, w): channels 0-1 the hinted
   a, b divided by ``AB_SCALE`` (about [-0.9, 0.9]) at hinted pixels, 0 elsewhere; channel 2 the
   mask, 1 at hinted pixels, 0 elsewhere (so a hinted gray, a = b = 0, differs from no hint).
-  The network's input (``network_local``) adds three channels computed from them and the gray
-  image, with no learning: the hinted colors *spread* over the image (channels 3-4, ab /
-  AB_SCALE: a weighted mean of the hints, weights Gaussian in distance, sigma 0.19 x the long
-  side, and in lightness, exp(-dL^2 / 200): evaluate.py's spread baseline) and their confidence
-  (channel 5: the largest weight at that pixel, in [1e-6, 1]; 0 everywhere without hints). A network
+  The network's input (``network_local``) adds channels computed from them and the gray image,
+  with no learning: the hinted colors *spread* over the image, three times (SPREAD_FIELDS: local
+  and strict, medium, broad and loose), each as ab / AB_SCALE (a weighted mean of the hints,
+  weights Gaussian in distance, sigma s x the long side, and in lightness, exp(-dL^2 / v); the
+  medium one, s = 0.19 and v = 200, is evaluate.py's spread baseline) and its confidence (the
+  largest weight at that pixel, in [1e-6, 1]; 0 everywhere without hints): channels 3-5, 6-8, 9-11. A network
   learns quickly to trust or correct a dense field; from a few scattered pixels it barely learned
   anything in the same time (measured: README).
 - **global hint**, (Q + 1,) float32: a reference's distribution over the Q = 261 in-gamut ab
@@ -29,7 +30,10 @@ import numpy as np
 from core import ab_bins, colorspace
 
 AB_SCALE = 128.0            # local hint channels hold ab / AB_SCALE
-NETWORK_CHANNELS = 6        # the network's local hint input: the 3 hint channels, spread ab (2), confidence
+# The spread fields of the network's input: (spatial sigma x the long side, lightness variance), from
+# local and strict to broad and loose; the network mixes them per pixel (models/effnet_unet.py).
+SPREAD_FIELDS = ((0.06, 50.0), (0.19, 200.0), (0.5, 800.0))
+NETWORK_CHANNELS = 3 + 3 * len(SPREAD_FIELDS)   # the hint channels, then per field spread ab (2), confidence
 SPREAD_SIGMA = 0.19         # spatial sigma of the spread field, times the long side
 CONFIDENCE_FLOOR = 1e-6    # the confidence anywhere in a hinted image: > 0 says "hinted" (models/effnet_unet.py)
 SPREAD_L_VAR = 200.0        # lightness term of its weights: exp(-(L - L_i)^2 / SPREAD_L_VAR), L in 0-100
@@ -118,19 +122,21 @@ def local_planes(points, full_hw: tuple[int, int], work_hw: tuple[int, int]) -> 
     return out
 
 
-def spread_field(local: np.ndarray, L: np.ndarray) -> np.ndarray:
+def spread_field(local: np.ndarray, L: np.ndarray, sigma: float = SPREAD_SIGMA,
+                 l_var: float = SPREAD_L_VAR) -> np.ndarray:
     """One image's local hints (h, w, 3) and L (h, w) in [0, 100] -> (h, w, 3): spread ab / AB_SCALE
-    and confidence (module docstring); zeros without hints."""
+    and confidence (module docstring; sigma times the long side, lightness variance l_var); zeros
+    without hints."""
     h, w = L.shape
     out = np.zeros((h, w, 3), np.float32)
     rows, cols = np.nonzero(local[..., 2] > 0)
     if len(rows) == 0:
         return out
-    s = SPREAD_SIGMA * max(h, w)
+    s = sigma * max(h, w)
     L = L.astype(np.float64)
     rr, cc = np.mgrid[0:h, 0:w]
     d2 = (rr[..., None] - rows) ** 2 + (cc[..., None] - cols) ** 2                   # (h, w, N)
-    log_w = -d2 / (2 * s * s) - (L[..., None] - L[rows, cols]) ** 2 / SPREAD_L_VAR
+    log_w = -d2 / (2 * s * s) - (L[..., None] - L[rows, cols]) ** 2 / l_var
     ab = local[rows, cols, :2].astype(np.float64)                                     # (N, 2), / AB_SCALE
     top = log_w.max(-1, keepdims=True)                                                # a ratio safe from underflow
     rel = np.exp(log_w - top)
@@ -146,7 +152,8 @@ def network_local(local: np.ndarray, L: np.ndarray) -> np.ndarray:
     out[..., :3] = local
     for i in range(len(local)):
         if local[i, ..., 2].any():
-            out[i, ..., 3:] = spread_field(local[i], L[i])
+            for k, (sigma, l_var) in enumerate(SPREAD_FIELDS):
+                out[i, ..., 3 + 3 * k:6 + 3 * k] = spread_field(local[i], L[i], sigma, l_var)
     return out
 
 

@@ -112,15 +112,7 @@ def score_images(colorizer: Colorizer, images, counts=HINT_COUNTS, seed: int = 0
             per_n[n].add("spread", _spread_rgb(L, points) if n else colorspace.to_uint8(colorspace.gray_rgb(rgb)), rgb)
         if progress is not None:
             progress(index + 1)
-    fixed_summary = fixed.summary()
-    methods: dict[str, dict] = {}
-    for n in counts:
-        for method, summary in per_n[n].summary().items():
-            methods.setdefault(method, {})[n] = {k: summary[k] for k in SUMMARY_KEYS}
-    return {"counts": counts, "seed": seed, "reference": None if reference is None else
-            ("self" if isinstance(reference, str) else "file"), "methods": methods,
-            "gray": fixed_summary["gray"], "no_hints": fixed_summary["no_hints"],
-            "histogram_matched": fixed_summary.get("histogram_matched")}
+    return _result(counts, seed, reference, per_n, fixed)
 
 
 def score_cifar(colorizer: Colorizer, images: np.ndarray, counts=HINT_COUNTS, seed: int = 0, reference=None,
@@ -155,6 +147,11 @@ def score_cifar(colorizer: Colorizer, images: np.ndarray, counts=HINT_COUNTS, se
         for n in counts:
             per_n[n].add("model", outputs[n][i], images[i])
             per_n[n].add("spread", _spread_rgb(L[i], points[i][:n]) if n else gray[i], images[i])
+    return _result(counts, seed, reference, per_n, fixed)
+
+
+def _result(counts, seed: int, reference, per_n: dict, fixed: Scores) -> dict:
+    """The document of score_images / score_cifar from the collected scores."""
     fixed_summary = fixed.summary()
     methods: dict[str, dict] = {}
     for n in counts:

@@ -30,7 +30,6 @@ May import: ``core``, ``dataset`` (it needs neither); never ``inference``, ``tra
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import shutil
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from PIL import Image
+
+from core.checkpoints import sha256
 
 DEFAULT_OUT = Path("data/photos")
 MANIFEST = "sources.json"
@@ -367,14 +368,6 @@ def image_size(path: Path) -> tuple[int, int] | None:
             return im.size
     except (OSError, ValueError):
         return None
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_photo(original: Path, target: Path, max_side: int = 0) -> tuple[int, int]:

@@ -41,6 +41,7 @@ import numpy as np
 from keras import layers, ops
 
 from core import ab_bins
+from core.hints import NETWORK_CHANNELS, SPREAD_FIELDS
 from models.blocks import OUTPUT_DTYPE
 from priors.efficientnet_lite0 import apply_blocks
 from priors.features import check_taps, tap_block, tap_shapes
@@ -196,15 +197,22 @@ class Broadcast2D(layers.Layer):
 
 
 class HintLogits(layers.Layer):
-    """The spread hint field as bin logits, trusted as much as a learned gate says: ``[field, gate]``
-    (B, h, w, 3 + 1) (spread ab / 128, confidence; gate >= 0) -> (B, h, w, Q):
-    gate x -|q - ab|^2 / (2 sigma^2) for every bin q (ab units), where the image has any hint
-    (confidence > 0: everywhere in a hinted image, core.hints.spread_field), 0 elsewhere.
+    """The hints as bin logits, added to a copy of the network's own: ``[logits, local, gates, reference]``
+    -> (B, h, w, Q) logits with hints.
 
-    Added to the network's own logits: a Gaussian around the spread hint color, so the head need not
-    learn to turn continuous ab inputs into bins (it barely did in a few hundred steps: README); the
-    gate (learned, per pixel, from the decoder's features and the hints) says how far to trust it.
-    Without hints the confidence is 0 and the network's logits are unchanged.
+    - each spread field k of the local input (core.hints.SPREAD_FIELDS) as a Gaussian around its color,
+      g_k x -|q - ab_k|^2 / (2 sigma^2) for every bin q (ab units), where the image has any point
+      (confidence > 0), weighted by the gates g_k >= 0 that the network predicts per pixel: their sum
+      is a Gaussian around the gate-weighted mean of the fields, so the network chooses per pixel
+      which propagation to trust, and how much;
+    - the reference's distribution r as a log-prior, beta x log(r + 1e-4) (beta = softplus of a weight),
+      where there is one: the network's distribution reweighted toward the reference's colors;
+    - a learned bias per bin (the classification head's class rebalancing need not hold here).
+
+    The network's own logits enter with their gradient stopped: they are trained, colorful, by their
+    own loss alone, and without hints (every term 0) the hinted logits are the network's own plus the
+    bias. Why not learn it all in the decoder: it barely learned to use hints given as inputs in a few
+    hundred steps (README).
     """
 
     def __init__(self, sigma: float = 5.0, **kwargs):
@@ -214,14 +222,24 @@ class HintLogits(layers.Layer):
         self._bins_t = bins.T.copy()                                     # (2, Q)
         self._bins_sq = (bins ** 2).sum(1)                               # (Q,)
 
-    def call(self, x):
-        ab = x[..., 0:2] * 128.0                                         # (B, h, w, 2) ab units
-        weight = ops.sign(x[..., 2:3]) * x[..., 3:4]                     # gate where hinted (confidence > 0)
-        sq = ops.sum(ab * ab, axis=-1, keepdims=True) - 2.0 * ops.matmul(ab, self._bins_t) + self._bins_sq
-        return weight * sq * (-0.5 / (self.sigma * self.sigma))
+    def build(self, input_shape):
+        q = len(self._bins_sq)
+        self.bias = self.add_weight(shape=(q,), initializer="zeros", name="bin_bias")
+        self.beta = self.add_weight(shape=(), initializer=keras.initializers.Constant(0.5), name="beta")
+
+    def call(self, inputs):
+        logits, local, gates, reference = inputs
+        out = ops.stop_gradient(logits) + self.bias
+        for k in range(gates.shape[-1]):
+            ab = local[..., 3 + 3 * k:5 + 3 * k] * 128.0                  # (B, h, w, 2) ab units
+            weight = ops.sign(local[..., 5 + 3 * k:6 + 3 * k]) * gates[..., k:k + 1]
+            sq = ops.sum(ab * ab, axis=-1, keepdims=True) - 2.0 * ops.matmul(ab, self._bins_t) + self._bins_sq
+            out = out + weight * sq * (-0.5 / (self.sigma * self.sigma))
+        log_r = ops.log(reference[:, :-1] + 1e-4) * reference[:, -1:]   # (B, Q); 0 without a reference
+        return out + ops.softplus(self.beta) * log_r[:, None, None, :]
 
     def compute_output_shape(self, input_shape):
-        return (*input_shape[:3], len(self._bins_sq))
+        return input_shape[0]
 
     def get_config(self):
         return {**super().get_config(), "sigma": self.sigma}
@@ -261,16 +279,44 @@ def decoder(l_in, taps: list, widths, image_size, hints=None):
     return layers.Conv2D(widths[-1], 3, padding="same", activation="relu", name="out_mix")(x)
 
 
+def _cross_entropy(packed, logits, k: int, rebalanced: bool):
+    index = ops.cast(packed[..., :k], "int32")                    # (B, S, S, k) bin indices
+    weight = packed[..., k:2 * k]                                 # (B, S, S, k) soft target, sum 1
+    log_p = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    ce = -ops.sum(weight * ops.take_along_axis(log_p, index, axis=-1), axis=-1)
+    return ops.mean(packed[..., 2 * k] * ce) if rebalanced else ops.mean(ce)   # packed[..., 2k]: class weights
+
+
 def class_loss(k: int = ab_bins.K_NEAREST):
     """Rebalanced cross-entropy against packed soft targets (core.ab_bins.pack_targets)."""
     def loss(packed, logits):
-        index = ops.cast(packed[..., :k], "int32")                # (B, S, S, k) bin indices
-        weight = packed[..., k:2 * k]                             # (B, S, S, k) soft target, sum 1
-        rebalance = packed[..., 2 * k]                            # (B, S, S) class weight of the nearest bin
-        log_p = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-        ce = -ops.sum(weight * ops.take_along_axis(log_p, index, axis=-1), axis=-1)
-        return ops.mean(rebalance * ce)
+        return _cross_entropy(packed, logits, k, rebalanced=True)
     return loss
+
+
+def hinted_class_loss(k: int = ab_bins.K_NEAREST):
+    """A run with hints, output (B, S, S, 2Q): plain cross-entropy on the hinted logits (their expectation,
+    HINTED_TEMPERATURE 1, is then the prediction with the least squared error: hints are for fidelity)
+    plus the rebalanced one on the network's own logits (colorful without hints, as class_loss)."""
+    q = len(ab_bins.gamut_bins())
+
+    def loss(packed, logits):
+        return (_cross_entropy(packed, logits[..., :q], k, rebalanced=False)
+                + _cross_entropy(packed, logits[..., q:], k, rebalanced=True))
+    return loss
+
+
+HINTED_TEMPERATURE = 1.0   # decoding of the hinted logits: the expectation (trained without rebalancing)
+
+
+def split_output(output: np.ndarray, hinted) -> np.ndarray:
+    """A hint run's (N, h, w, 2Q) output -> (N, h, w, Q): the hinted logits of the images with hints
+    (``hinted`` (N,) bool), the network's own of the others. Other outputs: unchanged."""
+    q = len(ab_bins.gamut_bins())
+    if output.shape[-1] != 2 * q:
+        return output
+    hinted = np.asarray(hinted, bool).reshape(-1, *([1] * (output.ndim - 1)))
+    return np.where(hinted, output[..., :q], output[..., q:])
 
 
 def _regression_loss(kind: str):
@@ -279,34 +325,24 @@ def _regression_loss(kind: str):
     return keras.losses.MeanAbsoluteError() if kind == "l1" else keras.losses.MeanSquaredError()
 
 
-HINT_CHANNELS = 6   # core.hints.NETWORK_CHANNELS: the local hint input of a network that takes hints
+HINT_CHANNELS = NETWORK_CHANNELS   # the local hint input of a network that takes hints (core.hints)
 
 
-def _hinted_logits(logits, features, local):
-    """The network's logits plus the spread hints' Gaussian logits, gated per pixel (HintLogits)."""
-    gate_in = layers.Concatenate(name="gate_in")([features, local])
-    gate = layers.Conv2D(1, 3, padding="same", activation="softplus", bias_initializer=keras.initializers.Constant(2.0),
-                         name="hint_gate")(gate_in)                    # (B, h, w, 1) >= 0
-    field = layers.Concatenate(name="hint_field")([SliceChannels(3, 6, name="spread")(local), gate])
-    hinted = HintLogits(name="hint_logits")(field)
-    return layers.Add(name="bin_logits_hinted", dtype=OUTPUT_DTYPE)([logits, hinted])
-
-
-class SliceChannels(layers.Layer):
-    """(B, h, w, C) -> (B, h, w, stop - start): channels start:stop."""
-
-    def __init__(self, start: int, stop: int, **kwargs):
-        super().__init__(**kwargs)
-        self.start, self.stop = int(start), int(stop)
+class StopGradient(layers.Layer):
+    """Identity forward, no gradient backward."""
 
     def call(self, x):
-        return x[..., self.start:self.stop]
+        return ops.stop_gradient(x)
 
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:3], self.stop - self.start)
 
-    def get_config(self):
-        return {**super().get_config(), "start": self.start, "stop": self.stop}
+def _hinted_logits(logits, features, local, reference):
+    """The logits with hints (HintLogits): the gates predicted per pixel from the decoder's features and the hints."""
+    # the decoder's features enter the gates with their gradient stopped too: the decoder is trained by the
+    # network's own (rebalanced) loss alone, so it colorizes without hints as a run without them does
+    gate_in = layers.Concatenate(name="gate_in")([StopGradient(name="features_fixed")(features), local])
+    gates = layers.Conv2D(len(SPREAD_FIELDS), 3, padding="same", activation="softplus",
+                          bias_initializer=keras.initializers.Constant(1.0), name="hint_gate")(gate_in)   # (B, h, w, K)
+    return HintLogits(name="hint_logits", dtype=OUTPUT_DTYPE)([logits, local, gates, reference])
 
 
 def working_encoder_shape(opts: dict, work_shape) -> tuple[int, int]:
@@ -338,14 +374,15 @@ def build(image_size: int = 32, work_shape=None, **given) -> keras.Model:
     out = layers.Conv2D(len(ab_bins.gamut_bins()) if classify else 2, 1, dtype=OUTPUT_DTYPE,
                         name="bin_logits" if classify else "ab")(x)
     if hint_in and classify:
-        out = _hinted_logits(out, x, hint_in[0])
+        # (B, h, w, 2Q): the logits with hints (the gated spread Gaussian added), then the network's own
+        out = layers.Concatenate(name="hinted_and_own_logits", dtype=OUTPUT_DTYPE)([_hinted_logits(out, x, *hint_in), out])
     model = keras.Model([l_in, *tap_in, *hint_in], out, name="effnet_unet")
     for layer in encoder_layers(model):
         if isinstance(layer, layers.BatchNormalization):
             layer.trainable = False   # ImageNet statistics kept (batches of 64 small maps would move them)
     schedule = keras.optimizers.schedules.CosineDecay(opts["learning_rate"], max(1, int(opts["decay_steps"])))
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=class_loss() if classify else _regression_loss(opts["loss"]))
+    loss = (hinted_class_loss() if opts["hints"] else class_loss()) if classify else _regression_loss(opts["loss"])
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
     return model
 
 

@@ -10,7 +10,8 @@ model          registry name and description; ``run_dir`` it was exported from
 format         savedmodel / onnx / tflite, the runtime that runs it, the fixed batch (tflite: 1)
 baked_color    false: the network's own encoding; true: gray image in, RGB out (serving.colorgraph)
 inputs         per input: name (as the runtime names it), shape (null = any), dtype, value range,
-               encoding (how to make it from an image)
+               encoding (how to make it from an image; for a run trained with color hints also
+               how to make its two hint inputs, zeros meaning no hints)
 outputs        the same for the output, with how to turn it into RGB
 parity         largest |exported - Keras| on the check batch, the batch's description
 config         the run's config.json as is
@@ -26,7 +27,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from core import runs, tblog
+from core import hints as core_hints, runs, tblog
 from dataset import CLASS_NAMES
 
 CARD_VERSION = 1
@@ -71,12 +72,35 @@ def prior_encoding(colorizer) -> dict:
             "on the gray image (see priors/ for its preprocessing)"}
 
 
+def hint_encodings() -> tuple[dict, dict]:
+    """(local hints, reference) input descriptions of a run trained with color hints (core/hints.py)."""
+    s = f"{core_hints.AB_SCALE:g}"
+    local = {"range": [-1.0, 1.0], "encoding": (
+        f"local color hints at the model's size, {core_hints.NETWORK_CHANNELS} channels. Channels 0-2: at a hinted "
+        f"pixel its wanted CIE a*, b* (D65) / {s} (about [-0.9, 0.9]) and 1 (the mask); 0 in all three elsewhere, so "
+        "a hinted gray (a* = b* = 0) differs from no hint. A point of the photo goes to the pixel its center falls "
+        "in after shrinking; overlapping points are averaged (core/hints.py local_planes). Then, computed from "
+        "those and the gray input, per spread field of core/hints.py SPREAD_FIELDS (sigma x the long side, "
+        f"lightness variance v: {', '.join(f'({a:g}, {b:g})' for a, b in core_hints.SPREAD_FIELDS)}): the hints "
+        f"spread over the image (a*, b* / {s}: their mean weighted by exp(-d^2 / 2 sigma^2) exp(-dL*^2 / v)) and "
+        "its confidence (the largest weight, [1e-6, 1]) (core/hints.py network_local); zeros: no hints")}
+    reference = {"range": [0.0, 1.0], "encoding": (
+        f"global hint: a reference image's color distribution over the {core_hints.n_bins()} in-gamut ab bins of "
+        "core/ab_bins.py (the fraction of its pixels whose a*, b* are nearest each bin, sum 1; core/hints.py "
+        "reference_distribution), then a final 1; zeros: no hints (no reference)")}
+    return local, reference
+
+
 def io_fields(colorizer, runner, names: list[str], baked: bool) -> tuple[list[dict], list[dict]]:
-    """Inputs in the Keras model's order (``names``: the image first, then a fusion model's prior), and outputs."""
+    """Inputs in the Keras model's order (``names``: the image first, then a fusion model's prior or
+    effnet_unet's taps, then, for a run trained with color hints, its local hints and reference), and outputs."""
     image_in, out = encodings(colorizer.color_space, baked)
+    described = [image_in] + [prior_encoding(colorizer)] * (len(names) - 1)
+    if getattr(colorizer, "takes_hints", False):   # the last two inputs (models/effnet_unet.py build)
+        described[-2:] = hint_encodings()
     by_name = {t.name: t for t in runner.inputs}
-    inputs = [{"name": name, "shape": by_name[name].shape, "dtype": by_name[name].dtype,
-               **(image_in if i == 0 else prior_encoding(colorizer))} for i, name in enumerate(names)]
+    inputs = [{"name": name, "shape": by_name[name].shape, "dtype": by_name[name].dtype, **about}
+              for name, about in zip(names, described)]
     outputs = [{"name": t.name, "shape": t.shape, "dtype": t.dtype, **out} for t in runner.outputs]
     return inputs, outputs
 
@@ -115,8 +139,11 @@ def _version(package: str) -> str | None:
         return None
 
 
-def build(colorizer, fmt, out: Path, baked: bool, runner, names: list[str], diff: float, n_check: int) -> dict:
+def build(colorizer, fmt, out: Path, baked: bool, runner, names: list[str], diff: float, n_check: int,
+          check_hints: str | None = None) -> dict:
+    """The card (module doc); ``check_hints``: how the check batch's color hints were made, if it had any."""
     inputs, outputs = io_fields(colorizer, runner, names, baked)
+    batch = f"the first {n_check} images of data/sample/val, encoded as the run encodes them"
     return {
         "card_version": CARD_VERSION,
         "model": colorizer.spec.name,
@@ -132,7 +159,7 @@ def build(colorizer, fmt, out: Path, baked: bool, runner, names: list[str], diff
         "outputs": outputs,
         "resize": RESIZE.format(s=colorizer.image_size),
         "parity": {"max_abs_diff": diff, "against": "the Keras model (model.predict_on_batch)",
-                   "batch": f"the first {n_check} images of data/sample/val, encoded as the run encodes them"},
+                   "batch": batch + (f"; {check_hints}" if check_hints else "")},
         "config": colorizer.config,
         "metrics": metrics(colorizer),
         "exported": {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

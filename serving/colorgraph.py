@@ -5,7 +5,8 @@
     gray (B, S, S, 1) float32, the gray image's sRGB value in [0, 1]
       -> encode as the run trained (L / 100, L / 50 - 1, or gray x 2 - 1 on 3 channels)
       -> the network (fusion models also take their prior as a second input, effnet_unet its
-         encoder taps as further inputs, unchanged)
+         encoder taps as further inputs and, trained with hints, its local hints and reference
+         after them: all passed through unchanged)
       -> decode (effnet_unet's classification head: the annealed mean softmax(logits / T) . bins
          at the Colorizer's temperature; clip, then LAB -> sRGB, or the GAN's [-1, 1] RGB -> [0, 1])
       -> rgb (B, S, S, 3) float32 in [0, 1]
@@ -20,6 +21,7 @@ the very matrix ``colorspace.lab_to_rgb`` uses (``colorspace.xyzn_to_linear_matr
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from core import ab_bins, colorspace
@@ -54,7 +56,10 @@ def gray_to_lightness(gray):
 def annealed_mean(logits, temperature: float):
     """(..., Q) ab-bin logits -> (..., 2) ab: softmax(logits / T) . bins, which is core.ab_bins.annealed_mean
     of the softmax probabilities (z^(1/T) renormalized is the softmax of logits / T)."""
-    bins = ops.convert_to_tensor(ab_bins.gamut_bins())                 # (Q, 2) ab units
+    # A NumPy array, not ops.convert_to_tensor: a tensor made while the functional model is built is
+    # captured by the exported function, and tf2onnx then made it a graph input the consumer would have
+    # to feed ("Required inputs (['..._rgb/Tensordot/b:0']) are missing"); an array becomes a constant.
+    bins = np.array(ab_bins.gamut_bins(), np.float32)                  # (Q, 2) ab units
     return ops.matmul(ops.softmax(logits / float(temperature), axis=-1), bins)
 
 
@@ -72,6 +77,19 @@ def lab_to_rgb(lightness, ab):
     return ops.clip(linear_to_srgb(linear), 0.0, 1.0)
 
 
+def _hinted_decode(y, local, reference, temperature: float):
+    """A hint run's (B, S, S, 2Q) logits -> (B, S, S, 2) ab encoded: per image, the hinted logits at
+    HINTED_TEMPERATURE where it has a hint (a hinted pixel or a reference), else the network's own at
+    ``temperature`` (inference.Colorizer's choice, models.effnet_unet.split_output)."""
+    from models.effnet_unet import HINTED_TEMPERATURE
+    q = len(ab_bins.gamut_bins())
+    has_points = ops.max(local[..., 2], axis=(1, 2))                           # (B,) 1 where any pixel is hinted
+    hinted = ops.maximum(has_points, reference[:, -1])[:, None, None, None]    # (B, 1, 1, 1) in {0, 1}
+    with_hints = annealed_mean(y[..., :q], HINTED_TEMPERATURE)
+    own = annealed_mean(y[..., q:], temperature)
+    return (hinted * with_hints + (1.0 - hinted) * own + 128.0) / 255.0
+
+
 def bake(colorizer) -> keras.Model:
     """The run's network between the gray -> encoding and prediction -> RGB conversions (see the module doc)."""
     if colorizer.color_space not in ENCODINGS:
@@ -79,7 +97,7 @@ def bake(colorizer) -> keras.Model:
                          f"'{colorizer.color_space}': export it without --bake-color")
     network, size = colorizer.network, colorizer.image_size
     gray = keras.Input((size, size, 1), name=GRAY_INPUT)
-    # the fusion models' prior: an input of the baked model too, passed through untouched
+    # the fusion models' prior, effnet_unet's taps and hints: inputs of the baked model too, passed through untouched
     extra = [keras.Input(tuple(t.shape[1:]), name=t.name.split(":")[0]) for t in network.inputs[1:]]
     if colorizer.color_space == "RGB":
         gray3 = ops.concatenate([gray * 2.0 - 1.0] * 3, axis=-1)               # (B, S, S, 3) in [-1, 1]
@@ -91,7 +109,9 @@ def bake(colorizer) -> keras.Model:
         else:
             x = lightness / 100.0
             y = network([x, *extra] if extra else x, training=False)             # (B, S, S, 2) (ab + 128) / 255
-            if colorizer.options.get("head") == "classification":                # (B, S, S, Q) ab-bin logits
+            if colorizer.options.get("head") == "classification" and colorizer.takes_hints:
+                y = _hinted_decode(y, extra[-2], extra[-1], colorizer.temperature)
+            elif colorizer.options.get("head") == "classification":              # (B, S, S, Q) ab-bin logits
                 y = (annealed_mean(y, colorizer.temperature) + 128.0) / 255.0
             ab = ops.clip(y, 0.0, 1.0) * 255.0 - 128.0
         rgb = lab_to_rgb(lightness, ab)

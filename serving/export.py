@@ -13,9 +13,12 @@ tflite      ``format="litert"``          ``ai_edge_litert``   one ``.tflite`` fi
 ==========  ==========================  ===================  ==============================================
 
 The exported graph is the run's network (the GAN's generator), or with ``bake_color`` the same
-network wrapped in the color conversion (serving.colorgraph: gray image in, RGB out). After writing,
-the artifact is loaded by its runtime and checked against the Keras model on a fixed batch; the
-difference goes into the card (serving.card) written next to it.
+network wrapped in the color conversion (serving.colorgraph: gray image in, RGB out); a model's
+further inputs (a fusion model's prior, effnet_unet's encoder taps and, in a run trained with
+hints, its two color-hint inputs) stay inputs of the artifact. After writing, the artifact is loaded
+by its runtime and checked against the Keras model on a fixed batch (with color hints made from
+the images' own colors, for a run that takes them); the difference goes into the card
+(serving.card) written next to it.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import colorspace
+from core import colorspace, hints as core_hints
 from dataset import SAMPLE_DIR, load_images
 from inference import Colorizer
 from serving import card as cards
@@ -57,6 +60,10 @@ FORMATS = {f.name: f for f in (
 )}
 FORMAT_NAMES = tuple(FORMATS)
 CHECK_IMAGES = 4   # images of the bundled sample in the parity check written into the card
+CHECK_POINTS = 6   # color hints per hinted image of the check batch (check_hints)
+CHECK_HINTS = (f"color hints made from the images' own colors, image by image in turn: {CHECK_POINTS} points "
+               "(one of radius 3 px) and the image's color distribution as reference; the points only; the "
+               "reference only; no hints (zeros)")
 
 
 def get_format(name: str) -> Format:
@@ -138,6 +145,8 @@ def check_batch(colorizer: Colorizer, model, bake_color: bool, n: int = CHECK_IM
     The image input is the real encoding of real images. A model's prior is the Colorizer's own
     (fusion_label: the one-hot class), except fusion_resnet's: a fixed pseudo-random softmax vector,
     since running the ImageNet classifier would only slow the check (the network is what is compared).
+    A run trained with color hints (effnet_unet) gets ``check_hints``: hints from the images' own colors,
+    not zeros, so the parity covers the hint paths too.
     """
     data = load_images(SAMPLE_DIR / "val", "train", colorizer.image_size).subset(n)
     gray = colorspace.gray_rgb(data.images)                 # (n, S, S, 3) float32 in [0, 1], R = G = B
@@ -156,10 +165,40 @@ def check_batch(colorizer: Colorizer, model, bake_color: bool, n: int = CHECK_IM
     elif colorizer.spec.prior:
         prior = colorizer.prior(data.images, data.labels)
         arrays += [np.asarray(p, np.float32) for p in (prior if isinstance(prior, (list, tuple)) else [prior])]
+    if getattr(colorizer, "takes_hints", False):          # effnet_unet trained with hints: its last two inputs
+        arrays += check_hints(data.images)
     if len(arrays) != len(model.inputs):
         raise ExportError(f"{colorizer.spec.name}: cannot make a check batch for its {len(model.inputs)} inputs "
                           f"({', '.join(input_names(model))})")
     return arrays
+
+
+def check_hints(images: np.ndarray, n_points: int = CHECK_POINTS, seed: int = 0, network: bool = True) -> list[np.ndarray]:
+    """[local (n, S, S, 6), reference (n, Q + 1)] color hints as the network takes them
+    (core.hints.network_local; ``network=False``: the 3 hint channels, as Colorizer.colorize takes them) for the images
+    (n, S, S, 3) uint8, made from their own colors so that every hint path of the network is exercised:
+    in turn, points and a reference, points only, a reference only, none (``CHECK_HINTS``).
+
+    The points are core.hints.simulate_points' (training's simulated hints: a pixel's color, or a
+    small patch's mean), the first with a radius of 3 px (a hinted area, not one pixel); the
+    reference is the image's own color distribution (core.hints.reference_distribution).
+    """
+    from dataclasses import replace
+    rng = np.random.default_rng(seed)
+    ab = colorspace.rgb_to_lab(images)[..., 1:]
+    hw = tuple(images.shape[1:3])
+    local = np.zeros((*images.shape[:3], 3), np.float32)
+    reference = np.zeros((len(images), core_hints.n_bins() + 1), np.float32)
+    for i, image in enumerate(images):
+        if i % 4 in (0, 1):
+            points = core_hints.simulate_points(ab[i], n_points, rng)
+            points[0] = replace(points[0], radius=3.0)
+            local[i] = core_hints.local_planes(points, hw, hw)
+        if i % 4 in (0, 2):
+            reference[i] = core_hints.global_vector(core_hints.reference_distribution(image))
+    if network:
+        local = core_hints.network_local(local, colorspace.rgb_to_lab(images)[..., 0])
+    return [local, reference]
 
 
 # ---- writing --------------------------------------------------------------------------
@@ -312,6 +351,7 @@ def export_colorizer(colorizer: Colorizer, fmt_name: str, out: Path, bake_color:
     runner = Runner(fmt, Path(out))
     arrays = check_batch(colorizer, model, bake_color)
     diff = parity(model, runner, arrays)
-    card = cards.build(colorizer, fmt, Path(out), bake_color, runner, input_names(model), diff, len(arrays[0]))
+    card = cards.build(colorizer, fmt, Path(out), bake_color, runner, input_names(model), diff, len(arrays[0]),
+                       CHECK_HINTS if getattr(colorizer, "takes_hints", False) else None)
     cards.write(Path(out), card)
     return card

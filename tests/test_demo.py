@@ -6,10 +6,18 @@ upload photos, wait for the results, download one. Without a browser (Debian's c
 chromium-driver) or Selenium the browser test is skipped with the reason, unless REQUIRE_BROWSER
 (set by .ci/run) is set: then it fails. With DEMO_SCREENSHOT=FILE it also saves a screenshot of
 the page with its results (the README's docs/demo.png), using the run DEMO_RUN_DIR when given.
+
+Color hints (runs whose Colorizer ``takes_hints``): the editor's endpoint ``POST /api/recolorize``
+is tested in-process with a run written here that follows hints exactly (``copying_hint_run``: a
+network whose weights are set by hand so that its color is the hints', gray elsewhere), and the
+editor in the browser with a run that follows hints: DEMO_RUN_DIR when it takes hints, else the
+shipped pretrained/effnet_unet when it does, else ``copying_hint_run``. With
+DEMO_HINTS_SCREENSHOT=FILE that test saves a screenshot of the page with a point placed.
 """
 from __future__ import annotations
 
 import io
+import json
 import os
 import queue
 import re
@@ -28,7 +36,7 @@ from conftest import ROOT, SAMPLE, built_run
 
 from core import colorspace, runs
 from evaluation import metrics
-from inference import photos
+from inference import Colorizer, photos
 from serving.catalog import find_runs
 from serving.webapp import create_app
 
@@ -37,6 +45,54 @@ from test_colorize import png_header_only
 
 def lightness(rgb) -> np.ndarray:
     return colorspace.rgb_to_lab(np.asarray(rgb))[..., 0]
+
+
+def mean_ab(rgb, x: int, y: int, half: int = 2) -> np.ndarray:
+    """Mean LAB (a*, b*) over the (2 half + 1)^2 window around pixel (x, y) of an RGB image."""
+    window = np.asarray(rgb)[max(0, y - half):y + half + 1, max(0, x - half):x + half + 1]
+    return colorspace.rgb_to_lab(window.astype(np.float32) / 255)[..., 1:].reshape(-1, 2).mean(0)
+
+
+def copying_hint_run(tmp_path_factory) -> Path:
+    """An effnet_unet run that takes color hints and follows them exactly, written in-process once per session
+    (built_run's way): a regression head whose last two convolutions are set by hand so that its color
+    is the local hints' over the 3 x 3 working pixels around each point, and gray (a = b = 0) elsewhere.
+    For tests that need a network that follows hints, which an untrained one does not.
+    """
+    import keras
+
+    from models import build_model
+    from models.effnet_unet import options as effnet_options
+
+    run_dir = tmp_path_factory.getbasetemp() / "built-runs" / "effnet_unet-copies-hints"
+    if (run_dir / "config.json").exists():
+        return run_dir
+    options = {"image_size": 32, "precision": "float32", **effnet_options(32, hints=True, head="regression")}
+    keras.utils.set_random_seed(1)
+    network = build_model("effnet_unet", **options)
+    mix = network.get_layer("out_mix")              # 3 x 3 conv + ReLU over [features, L, hint a, hint b, mask]
+    kernel, bias = (np.zeros_like(w) for w in mix.get_weights())
+    n = kernel.shape[2]
+    for f, (channel, sign) in enumerate([(n - 3, 1), (n - 3, -1), (n - 2, 1), (n - 2, -1)]):
+        kernel[:, :, channel, f] = sign              # +a, -a, +b, -b (ReLU keeps each sign's part)
+    mix.set_weights([kernel, bias])
+    head = network.get_layer("ab")                   # 1 x 1 conv to (ab + 128) / 255; hint planes hold ab / 128
+    kernel, bias = (np.zeros_like(w) for w in head.get_weights())
+    scale = 128 / 255
+    kernel[0, 0, 0, 0], kernel[0, 0, 1, 0], kernel[0, 0, 2, 1], kernel[0, 0, 3, 1] = scale, -scale, scale, -scale
+    bias[:] = scale
+    head.set_weights([kernel, bias])
+    run_dir.mkdir(parents=True)
+    network.optimizer.build(network.trainable_variables)
+    network.save_weights(runs.weights_file(run_dir, "model"))
+    runs.save_json(run_dir / "state.json", {"epoch": 1, "step": 1})
+    runs.save_json(run_dir / "config.json", {"model": "effnet_unet", "model_options": options, "seed": 1, "log_dir": None})
+    return run_dir
+
+
+def takes_hints(run_dir) -> bool:
+    """Asked of the run's Colorizer (built from config.json alone)."""
+    return Colorizer(runs.load_config(Path(run_dir)), network=None).takes_hints
 
 
 def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -203,6 +259,99 @@ def test_bad_uploads_are_refused_with_a_message_on_the_page(client, photo):
     assert client.get("/results/..%2f..%2fetc/colorized.png").status_code == 404
 
 
+# ---- color hints, in-process -----------------------------------------------------------------
+
+@pytest.fixture
+def hints_client(tmp_path_factory, tmp_path):
+    """A page offering a run that follows hints exactly (copying_hint_run) and one without hints."""
+    choices = find_runs(tmp_path / "runs", [copying_hint_run(tmp_path_factory), built_run(tmp_path_factory, "unet")],
+                        pretrained_dir=tmp_path / "no-pretrained")
+    (tmp_path / "work").mkdir()
+    app = create_app(choices, tmp_path / "work", max_upload_mb=1, max_files=3)
+    return app.test_client(), {c.model: c.key for c in choices}
+
+
+def recolorize(client, token: str, run: str, points=None, reference: bytes | None = None, **fields):
+    data = {"token": token, "run": run, **fields}
+    if points is not None:
+        data["points"] = points if isinstance(points, str) else json.dumps(points)
+    if reference is not None:
+        data["reference"] = (io.BytesIO(reference), "ref.png")
+    return client.post("/api/recolorize", data=data, content_type="multipart/form-data")
+
+
+def image_at(client, url: str) -> np.ndarray:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return np.asarray(Image.open(io.BytesIO(response.get_data())).convert("RGB"))
+
+
+def test_hint_runs_get_an_editor_that_recolorizes_with_points(hints_client, photo):
+    client, keys = hints_client
+    html = post(client, keys["effnet_unet"], [("horse.png", png_bytes(photo))]).get_data(as_text=True)
+    (token, w, h), = results_of(html)
+    assert 'data-hints="1"' in html and 'class="reference" type="file"' in html and 'class="pick"' in html
+    no_hints = post(client, keys["unet"], [("horse.png", png_bytes(photo))]).get_data(as_text=True)
+    assert len(results_of(no_hints)) == 1 and 'data-hints="1" data-token' not in no_hints and 'class="pick"' not in no_hints
+
+    before = image_at(client, f"/results/{token}/colorized.png")
+    x, y = 30, 150
+    response = recolorize(client, token, keys["effnet_unet"], [{"x": x, "y": y, "color": "#ff0000"}])
+    assert response.status_code == 200, response.get_json()
+    answer = response.get_json()
+    assert (answer["points"], answer["reference"], answer["width"], answer["height"]) == (1, False, w, h)
+    assert re.fullmatch(rf"/results/{token}/colorized.png\?v=[0-9a-f]+", answer["colorized"])
+    after = image_at(client, answer["colorized"])
+    assert after.shape == (h, w, 3) and np.abs(lightness(after) - lightness(photo)).max() < 1.0
+    a_before, a_after = mean_ab(before, x, y)[0], mean_ab(after, x, y)[0]
+    assert a_after > a_before + 20, (a_before, a_after)                    # red where the point is
+    assert abs(mean_ab(after, 80, 20)[0] - mean_ab(before, 80, 20)[0]) < 2   # and not far from it
+    compare = image_at(client, answer["compare"])
+    assert compare.shape == (h, 2 * w + photos.COMPARE_GAP, 3) and np.array_equal(compare[:, -w:], after)
+
+    # a reference: kept while the page says so, cleared when it does not
+    red = png_bytes(Image.new("RGB", (40, 30), (220, 20, 20)))
+    assert recolorize(client, token, keys["effnet_unet"], [], reference=red).get_json()["reference"] is True
+    assert recolorize(client, token, keys["effnet_unet"], [], keep_reference="1").get_json()["reference"] is True
+    answer = recolorize(client, token, keys["effnet_unet"], []).get_json()
+    assert answer["reference"] is False and answer["points"] == 0
+    assert np.abs(image_at(client, answer["colorized"]).astype(int) - before).max() <= 1   # no hints: as at first
+
+
+def test_recolorize_refuses_bad_requests_with_one_line_of_json(hints_client, photo):
+    client, keys = hints_client
+    (token, w, h), = results_of(post(client, keys["effnet_unet"], [("a.png", png_bytes(photo))]).get_data(as_text=True))
+    (plain, _, _), = results_of(post(client, keys["unet"], [("a.png", png_bytes(photo))]).get_data(as_text=True))
+    hint_run_key, red = keys["effnet_unet"], "#ff0000"
+    cases = [
+        (recolorize(client, "0" * 32, hint_run_key, []), 404, "no such result"),
+        (recolorize(client, "../../etc", hint_run_key, []), 404, "no such result"),
+        (recolorize(client, token, "/etc/passwd", []), 400, "choose one of the runs listed"),
+        (recolorize(client, token, hint_run_key, '{"x": 1}'), 400, "not a list of points"),
+        (recolorize(client, token, hint_run_key, "[{"), 400, "points: not JSON"),
+        (recolorize(client, token, hint_run_key, [{"x": w, "y": 0, "color": red}]), 400,
+         f"is outside the image ({w} x {h} pixels)"),
+        (recolorize(client, token, hint_run_key, [{"x": 1, "y": -2, "color": red}]), 400, "points[0].y: -2 is negative"),
+        (recolorize(client, token, hint_run_key, [{"x": 1, "y": 2, "color": "red"}]), 400,
+         "points[0].color: 'red' is not a #rrggbb or #rgb color"),
+        (recolorize(client, token, hint_run_key, [{"x": 1, "y": 2}]), 400, "points[0]: missing 'color'"),
+        (recolorize(client, token, hint_run_key, [], reference=b"not an image"), 400, "ref.png: not an image"),
+        (recolorize(client, token, hint_run_key, [], reference=png_bytes(photo)[:300]), 400, "reference ref.png: "),
+        (recolorize(client, token, keys["unet"], [{"x": 1, "y": 2, "color": red}]), 400, "was not trained with color hints"),
+        (recolorize(client, plain, keys["unet"], [{"x": 1, "y": 2, "color": red}]), 400,
+         "not made by a run that takes color hints"),
+        (recolorize(client, token, hint_run_key, [], reference=os.urandom(1_200_000)), 413, "larger than 1 MB"),
+        (client.get("/api/recolorize"), 405, "not allowed"),
+    ]
+    for response, status, message in cases:
+        answer = response.get_json(silent=True)
+        assert response.status_code == status and response.is_json, (message, response.status_code, response.data[:200])
+        assert message in answer["error"] and "\n" not in answer["error"] and "Traceback" not in answer["error"], \
+            (message, answer)
+    answer = recolorize(client, token, hint_run_key, [{"x": 1, "y": 2, "color": red}]).get_json()
+    assert answer["points"] == 1   # the refusals changed nothing
+
+
 # ---- a real browser -------------------------------------------------------------------------
 
 @pytest.fixture
@@ -229,6 +378,11 @@ def browser() -> tuple[str, str]:
 def demo_server(tmp_path_factory, tmp_path):
     """``python demo.py`` on a free port (1 MB upload limit); yields its address; stopped after the test."""
     run_dir = os.environ.get("DEMO_RUN_DIR") or built_run(tmp_path_factory, "unet")
+    yield from serve(run_dir, tmp_path)
+
+
+def serve(run_dir, tmp_path):
+    """Start ``python demo.py`` offering ``run_dir`` only; yield its address; stop it."""
     proc = subprocess.Popen([sys.executable, "demo.py", "--port", "0", "--runs-dir", str(tmp_path / "none"),
                              "--run-dir", str(run_dir), "--max-upload-mb", "1"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -249,24 +403,29 @@ def demo_server(tmp_path_factory, tmp_path):
         proc.wait(timeout=30)
 
 
-def test_the_page_in_a_real_browser(browser, demo_server, photo, tmp_path):
+def chromium(browser):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
+    browser_path, driver_path = browser
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser_path
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver_path), options=options)   # the system driver: nothing downloaded
+
+
+def test_the_page_in_a_real_browser(browser, demo_server, photo, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser_path, driver_path = browser
     files = {"horse.png": photo, "ship.jpg": Image.open(SAMPLE / "val" / "img-1-ship.png").convert("L").resize((150, 64))}
     for name, image in files.items():
         image.save(tmp_path / name)
     (tmp_path / "notes.png").write_text("not an image")
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), np.uint8)).save(tmp_path / "noise.png")  # ~1.5 MB
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser_path
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)   # the system driver: nothing downloaded
+    driver = chromium(browser)
     try:
         driver.get(demo_server)
         assert driver.title == "Colorize photos"
@@ -308,5 +467,95 @@ def test_the_page_in_a_real_browser(browser, demo_server, photo, tmp_path):
             driver.set_window_size(1200, 1000)   # the window, not the page: the viewport is a little smaller
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(screenshot)
+    finally:
+        driver.quit()
+
+
+def hints_run_for_the_browser(tmp_path_factory) -> Path:
+    """A run that has learned to follow hints: DEMO_RUN_DIR when it takes hints, else the shipped run when it
+    does, else one that copies them (copying_hint_run): an untrained network would not follow them."""
+    for candidate in (os.environ.get("DEMO_RUN_DIR"), runs.ROOT / "pretrained" / "effnet_unet"):
+        if candidate and (Path(candidate) / "config.json").is_file() and takes_hints(candidate):
+            return Path(candidate)
+    return copying_hint_run(tmp_path_factory)
+
+
+@pytest.fixture
+def hints_server(tmp_path_factory, tmp_path):
+    yield from serve(hints_run_for_the_browser(tmp_path_factory), tmp_path)
+
+
+def test_color_hints_in_a_real_browser(browser, hints_server, photo, tmp_path):
+    """Click a point on the colorized image, make it red: the image is colorized again in place, and the
+    downloaded result is redder there than before; then a reference image, and the point removed."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    source = photo.resize((600, 420), Image.BICUBIC)   # [gray | colorized] is 1208 px wide: shown scaled down
+    source.save(tmp_path / "horse.jpg", quality=95)
+    source = Image.open(tmp_path / "horse.jpg").convert("RGB")   # as the browser sends it, decoded
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "reference.png")
+
+    def download(figure) -> np.ndarray:
+        with urllib.request.urlopen(figure.find_element(By.CSS_SELECTOR, "a.download").get_attribute("href"), timeout=60) as r:
+            return np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
+
+    def colorized_again(figure, version: int) -> None:
+        WebDriverWait(driver, 120).until(lambda d: int(figure.get_attribute("data-version")) >= version
+                                         and figure.get_attribute("data-busy") is None)
+        assert figure.find_element(By.CSS_SELECTOR, ".editor-error").text == ""
+
+    driver = chromium(browser)
+    try:
+        driver.get(hints_server)
+        driver.find_element(By.ID, "images").send_keys(str(tmp_path / "horse.jpg"))
+        driver.find_element(By.ID, "submit").click()
+        WebDriverWait(driver, 300).until(lambda d: d.find_elements(By.CSS_SELECTOR, 'figure.result[data-hints="1"]'))
+        figure = driver.find_element(By.CSS_SELECTOR, "figure.result")
+        img = figure.find_element(By.CSS_SELECTOR, "img.compare")
+        WebDriverWait(driver, 60).until(lambda d: d.execute_script("return arguments[0].complete", img))
+        before = download(figure)
+        assert before.shape == (source.height, source.width, 3)
+
+        # click the photo pixel (x, y) on the colorized half, shown scaled down
+        x, y = int(source.width * 0.35), int(source.height * 0.6)
+        pick = figure.find_element(By.CSS_SELECTOR, ".pick")
+        box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]", pick)
+        assert box[0] < source.width - 50, box                                   # scaled: CSS pixels are not photo pixels
+        dx, dy = round(((x + 0.5) / source.width - 0.5) * box[0]), round(((y + 0.5) / source.height - 0.5) * box[1])
+        ActionChains(driver).move_to_element_with_offset(pick, dx, dy).click().perform()
+        colorized_again(figure, 1)
+        item, = figure.find_elements(By.CSS_SELECTOR, "li.point")
+        px, py = int(item.get_attribute("data-x")), int(item.get_attribute("data-y"))
+        assert abs(px - x) <= 2 and abs(py - y) <= 2, ((px, py), (x, y))          # the photo's own pixel
+        picker = item.find_element(By.CSS_SELECTOR, "input.point-color")
+        predicted = tuple(int(picker.get_attribute("value")[i:i + 2], 16) for i in (1, 3, 5))
+        assert np.abs(np.array(predicted) - before[py, px]).max() <= 2, (predicted, before[py, px])  # starts as predicted
+        assert len(figure.find_elements(By.CSS_SELECTOR, ".pick .marker")) == 1
+
+        # make it red, as a person choosing in the color picker
+        driver.execute_script("arguments[0].value = '#ff0000';"
+                              "arguments[0].dispatchEvent(new Event('input', {bubbles: true}));"
+                              "arguments[0].dispatchEvent(new Event('change', {bubbles: true}));", picker)
+        colorized_again(figure, 2)
+        assert "?v=" in img.get_attribute("src")
+        after = download(figure)
+        assert np.abs(lightness(after) - lightness(source)).max() < 1.0
+        screenshot = os.environ.get("DEMO_HINTS_SCREENSHOT")
+        if screenshot:   # the page with a point placed
+            driver.execute_script("arguments[0].scrollIntoView()", figure)
+            Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(screenshot)
+        a_before, a_after = mean_ab(before, px, py)[0], mean_ab(after, px, py)[0]
+        assert a_after > a_before + 5, (a_before, a_after)                        # redder where the point is
+
+        # a reference image, then the point removed
+        figure.find_element(By.CSS_SELECTOR, "input.reference").send_keys(str(tmp_path / "reference.png"))
+        colorized_again(figure, 3)
+        assert figure.find_element(By.CSS_SELECTOR, "button.clear-reference").is_displayed()
+        item.find_element(By.CSS_SELECTOR, "button.remove-point").click()
+        colorized_again(figure, 4)
+        assert not figure.find_elements(By.CSS_SELECTOR, "li.point, .pick .marker")
     finally:
         driver.quit()

@@ -1,9 +1,10 @@
 """export.py and serving/: every model in every format, run by the format's own runtime, matches Keras.
 
 Each (model, format) is exported once per session from an untrained run built in-process (the
-weights do not matter for parity; train.py would only add minutes). The formats' libraries are in
-requirements-serving.txt; where one is missing its tests are skipped with the reason, unless
-REQUIRE_SERVING (set by .ci/run) is set: then they fail.
+weights do not matter for parity; train.py would only add minutes); effnet_unet also as a run
+with color hints ("effnet_unet+hints"), checked with hints that are not zeros, baked and not. The
+formats' libraries are in requirements-serving.txt; where one is missing its tests are skipped
+with the reason, unless REQUIRE_SERVING (set by .ci/run) is set: then they fail.
 """
 from __future__ import annotations
 
@@ -17,14 +18,18 @@ import pytest
 
 from conftest import ROOT, SAMPLE, built_run
 
-from core import colorspace
+from core import colorspace, hints as core_hints
 from dataset import load_images, one_hot
 from inference import Colorizer
+from inference.colorizer import HintInputs
 from models import MODEL_NAMES
 from serving import card, colorgraph, export
 
 PARITY_TOL = 1e-4   # |exported - Keras| on outputs in [0, 1] or [-1, 1]; measured: at most 1e-6
+# (raw logits are compared relative to their size: a hint run's reach about 1e3, where float32 steps are 1e-4)
 BAKED_TOL = 1e-4    # the Keras color conversion against colorspace's NumPy one (RGB in [0, 1]); measured 1e-6
+HINTS = "effnet_unet+hints"          # effnet_unet built with hints=True: two more inputs (core.hints)
+EXPORTED = [*MODEL_NAMES, HINTS]     # what test_exported_model_matches_keras exports to every format
 
 
 def require(fmt: export.Format) -> None:
@@ -44,9 +49,21 @@ def colorizers(tmp_path_factory):
     def get(model: str, color_space: str | None = None) -> Colorizer:
         key = f"{model}-{color_space}"
         if key not in cache:
-            cache[key] = Colorizer.from_run(built_run(tmp_path_factory, model, color_space=color_space))
+            cache[key] = Colorizer.from_run(hint_run(tmp_path_factory) if model == HINTS
+                                            else built_run(tmp_path_factory, model, color_space=color_space))
         return cache[key]
     return get
+
+
+def hint_run(tmp_path_factory):
+    """built_run's untrained effnet_unet run, with ``hints`` on: built_run records the model's defaults
+    (effnet_unet.options), so they say hints=True while it builds; the folder is built-runs/effnet_unet-hints."""
+    from models import effnet_unet
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(effnet_unet.DEFAULTS, "hints", True)
+        run_dir = built_run(tmp_path_factory, "effnet_unet", color_space="hints")   # color_space: only the folder name
+    assert json.loads((run_dir / "config.json").read_text())["model_options"]["hints"] is True
+    return run_dir
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +85,7 @@ def exported(tmp_path_factory, colorizers):
 
 
 @pytest.mark.parametrize("fmt_name", export.FORMAT_NAMES)
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", EXPORTED)
 def test_exported_model_matches_keras(exported, model, fmt_name):
     fmt = export.FORMATS[fmt_name]
     require(fmt)
@@ -79,15 +96,31 @@ def test_exported_model_matches_keras(exported, model, fmt_name):
     got = runner(dict(zip(names, arrays)))
     want = np.asarray(colorizer.network.predict_on_batch(arrays if len(arrays) > 1 else arrays[0]))   # the run's own
     assert got.shape == want.shape == (len(arrays[0]), 32, 32, want.shape[-1])
-    assert np.abs(got - want).max() < PARITY_TOL, (model, fmt_name, np.abs(got - want).max())
+    excess = np.abs(got - want) / (1.0 + np.abs(want))
+    assert excess.max() < PARITY_TOL, (model, fmt_name, np.abs(got - want).max())
     assert np.abs(want).max() > 0                                          # a real output, not zeros
     batch = runner.outputs[0].shape[0]
     assert batch == fmt.batch                                              # None (any) or TFLite's 1
+    if model == HINTS:
+        check_hint_inputs(runner, names, arrays, got)
+
+
+def check_hint_inputs(runner, names: list[str], arrays: list[np.ndarray], got: np.ndarray) -> None:
+    """The check batch's hints are not zeros, and they reach the artifact's output: zeros there change it by
+    more than the parity tolerance (so an artifact that dropped a hint path would fail the parity check)."""
+    assert names[-2:] == ["hints", "reference"]
+    local, reference = arrays[-2:]
+    assert (local[:2, ..., 2].sum(axis=(1, 2)) > export.CHECK_POINTS).all() and local[:2, ..., :2].any()   # one a patch
+    assert not local[2:].any()
+    assert np.allclose(reference[[0, 2]].sum(1), 2.0) and not reference[[1, 3]].any()          # distribution, then 1
+    unhinted = runner(dict(zip(names, arrays[:-2] + [np.zeros_like(local), np.zeros_like(reference)])))
+    changed = np.abs(got - unhinted).max(axis=(1, 2, 3))
+    assert (changed[:3] > 2 * PARITY_TOL).all() and changed[3] < 1e-6, changed   # image 4 had no hints
 
 
 # ---- the color conversion baked in -------------------------------------------------------------
 
-BAKED_CASES = [(m, None) for m in MODEL_NAMES] + [("gan", "lab")]
+BAKED_CASES = [(m, None) for m in MODEL_NAMES] + [("gan", "lab"), (HINTS, None)]
 
 
 @pytest.mark.parametrize("model,color_space", BAKED_CASES, ids=[f"{m}-{c or 'default'}" for m, c in BAKED_CASES])
@@ -112,8 +145,12 @@ def test_baked_model_computes_what_the_colorizer_computes(colorizers, model, col
         prior = [np.asarray(t, np.float32) for t in colorizer.prior(images, labels)]
     if prior is not None:
         arrays += prior if isinstance(prior, list) else [prior]
+    hints = None
+    if colorizer.takes_hints:                          # hints from the images' own colors (export's check)
+        hints = HintInputs(*export.check_hints(images, network=False))
+        arrays += export.check_hints(images)
     got = np.asarray(baked.predict_on_batch(arrays if len(arrays) > 1 else arrays[0]))
-    want = colorizer.colorize(images, labels, prior)   # the color images: the Colorizer only uses their L*
+    want = colorizer.colorize(images, labels, prior, hints=hints)   # the color images: the Colorizer only uses their L*
     assert got.shape == want.shape == (6, 32, 32, 3)
     assert np.abs(got - want).max() < BAKED_TOL, np.abs(got - want).max()
 
@@ -155,6 +192,32 @@ def test_baked_conversion_exports_to_every_format(tmp_path, color_space, fmt_nam
     assert export.parity(model, runner, arrays) < PARITY_TOL
     rgb = runner(dict(zip(export.input_names(model), arrays)))
     assert rgb.shape == (len(arrays[0]), 32, 32, 3) and rgb.min() >= 0.0 and rgb.max() <= 1.0
+
+
+@pytest.mark.parametrize("fmt_name", export.FORMAT_NAMES)
+def test_baked_effnet_unet_with_hints_exports_to_every_format_with_its_card(colorizers, tmp_path, fmt_name):
+    """effnet_unet trained with hints, --bake-color: export_colorizer's own check (hints not zeros) and the
+    card's description of the two hint inputs, by the names the runtime gives them."""
+    fmt = export.FORMATS[fmt_name]
+    require(fmt)
+    colorizer = colorizers(HINTS)
+    out = tmp_path / f"hints{fmt.suffix}"
+    doc = export.export_colorizer(colorizer, fmt_name, out, bake_color=True)
+    assert doc["parity"]["max_abs_diff"] < PARITY_TOL, doc["parity"]
+    assert "color hints made from the images' own colors" in doc["parity"]["batch"]
+    names = [t["name"] for t in doc["inputs"]]
+    assert names == ["gray", "tap_s4", "tap_s8", "tap_s16", "tap_s32", "hints", "reference"]
+    local, reference = doc["inputs"][-2:]
+    assert local["shape"] == [fmt.batch, 32, 32, core_hints.NETWORK_CHANNELS] and reference["shape"] == [fmt.batch, 262]
+    assert local["range"] == [-1.0, 1.0] and reference["range"] == [0.0, 1.0]
+    assert local["dtype"] == reference["dtype"] in ("float32", "tensor(float)")   # as the runtime names it
+    assert "/ 128" in local["encoding"] and "mask" in local["encoding"] and "zeros: no hints" in local["encoding"]
+    assert "reference_distribution" in reference["encoding"] and "zeros: no hints" in reference["encoding"]
+    assert "| input | `reference` | (" in card.paths(out)[1].read_text()
+    runner = export.Runner(fmt, out)                  # what a consumer loads: the runtime's names are the card's
+    assert sorted(t.name for t in runner.inputs) == sorted(names)
+    arrays = export.check_batch(colorizer, export.exportable(colorizer, bake_color=True), bake_color=True)
+    check_hint_inputs(runner, names, arrays, runner(dict(zip(names, arrays))))
 
 
 # ---- the script and its card ---------------------------------------------------------------------
