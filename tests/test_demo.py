@@ -70,10 +70,11 @@ def copying_hint_run(tmp_path_factory) -> Path:
     options = {"image_size": 32, "precision": "float32", **effnet_options(32, hints=True, head="regression")}
     keras.utils.set_random_seed(1)
     network = build_model("effnet_unet", **options)
-    mix = network.get_layer("out_mix")              # 3 x 3 conv + ReLU over [features, L, hint a, hint b, mask]
+    from core.hints import NETWORK_CHANNELS
+    mix = network.get_layer("out_mix")              # 3 x 3 conv + ReLU over [features, L, hint a, hint b, mask, spread...]
     kernel, bias = (np.zeros_like(w) for w in mix.get_weights())
-    n = kernel.shape[2]
-    for f, (channel, sign) in enumerate([(n - 3, 1), (n - 3, -1), (n - 2, 1), (n - 2, -1)]):
+    a = kernel.shape[2] - NETWORK_CHANNELS           # the hint channels: a / 128, b / 128, mask, then the spread fields
+    for f, (channel, sign) in enumerate([(a, 1), (a, -1), (a + 1, 1), (a + 1, -1)]):
         kernel[:, :, channel, f] = sign              # +a, -a, +b, -b (ReLU keeps each sign's part)
     mix.set_weights([kernel, bias])
     head = network.get_layer("ab")                   # 1 x 1 conv to (ab + 128) / 255; hint planes hold ab / 128
