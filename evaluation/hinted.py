@@ -143,7 +143,7 @@ def score_cifar(colorizer: Colorizer, images: np.ndarray, counts=HINT_COUNTS, se
         fixed.add("gray", gray[i], images[i])
         fixed.add("no_hints", plain[i], images[i])
         if refs is not None:
-            fixed.add("histogram_matched", _histogram_matched_rgb(L[i], x_lab_ab(plain[i]), refs[i]), images[i])
+            fixed.add("histogram_matched", _histogram_matched_rgb(L[i], colorspace.rgb_to_lab(plain[i])[..., 1:], refs[i]), images[i])
         for n in counts:
             per_n[n].add("model", outputs[n][i], images[i])
             per_n[n].add("spread", _spread_rgb(L[i], points[i][:n]) if n else gray[i], images[i])
@@ -161,10 +161,6 @@ def _result(counts, seed: int, reference, per_n: dict, fixed: Scores) -> dict:
             ("self" if isinstance(reference, str) else "file"), "methods": methods,
             "gray": fixed_summary["gray"], "no_hints": fixed_summary["no_hints"],
             "histogram_matched": fixed_summary.get("histogram_matched")}
-
-
-def x_lab_ab(rgb: np.ndarray) -> np.ndarray:
-    return colorspace.rgb_to_lab(rgb)[..., 1:]
 
 
 def shrink(rgb: np.ndarray, max_side: int | None) -> np.ndarray:

@@ -310,9 +310,13 @@ class Colorizer:
                 y = split_output(y, np.zeros(len(y), bool))
                 return decode(y, self.options["head"], self.temperature, self.undo_rebalancing or 0.0,
                               weights)                                # (N, S, S, 2) about [0, 1]
-            own = self._color(y, None)
-            with_hints = decode(split_output(y, np.ones(len(y), bool)), self.options["head"], HINTED_TEMPERATURE)
-            return np.where(hinted[:, None, None, None], with_hints, own)
+            # each image decoded once: its hinted logits if it has hints, else its own
+            out = np.empty(y.shape[:-1] + (2,), np.float32)
+            out[hinted] = decode(split_output(y[hinted], np.ones(int(hinted.sum()), bool)), self.options["head"],
+                                 HINTED_TEMPERATURE)
+            if not hinted.all():
+                out[~hinted] = self._color(y[~hinted], None)
+            return out
         return np.asarray(y, np.float32)
 
     def _gain_encoded(self, y: np.ndarray) -> np.ndarray:
