@@ -19,6 +19,7 @@ docstring of ``benchmarks/``):
     data           CifarGenerator vs the original loop             benchmarks/pipeline.py
     colorize       full-resolution colorize latency                benchmarks/pipeline.py
     backends       unet under TensorFlow, JAX, PyTorch             benchmarks/backends.py
+    startup        scripts' start-up and latency per runtime       benchmarks/startup.py
 """
 from __future__ import annotations
 
@@ -35,16 +36,24 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import backends, compute, pipeline, report
-from benchmarks.settings import FULL, QUICK, SMOKE, Context, Row, log
+from benchmarks.settings import BACKENDS, FULL, QUICK, SMOKE, Context, Row, log
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "BENCHMARKS.md"
 
 
-# The sections in the order they run: (name, function); each returns its result rows.
-SECTIONS = {"train": compute.bench_train, "predict": compute.bench_predict, "prior": compute.bench_prior,
-            "fusion_epochs": compute.bench_fusion_epochs, "data": pipeline.bench_data,
-            "colorize": pipeline.bench_colorize, "backends": backends.bench_backends}
+# The sections in the order they run: name -> the module of benchmarks/ whose bench_<name> runs it and
+# returns its result rows. Named, not imported: those modules import Keras (seconds), which --help and
+# a mistyped option should not wait for.
+SECTIONS = {"train": "compute", "predict": "compute", "prior": "compute", "fusion_epochs": "compute",
+            "data": "pipeline", "colorize": "pipeline", "backends": "backends", "startup": "startup"}
+PEAK = "peak"   # measured first, always (compute.bench_peak): the reference of "% peak"
+
+
+def section_function(name: str):
+    """bench_<name> of the section's module (PEAK's: compute), imported now."""
+    from benchmarks import backends, compute, pipeline, startup
+    modules = {"compute": compute, "pipeline": pipeline, "backends": backends, "startup": startup}
+    return getattr(modules[{PEAK: "compute", **SECTIONS}[name]], f"bench_{name}")
 
 
 def _csv(choices: tuple[str, ...]):
@@ -68,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     preset.add_argument("--smoke", action="store_true",
                         help="tiny sizes, to check that the script runs; the numbers mean nothing "
                              "and nothing is written unless --out is given")
-    p.add_argument("--backends", type=_csv(backends.BACKENDS), default=backends.BACKENDS,
+    p.add_argument("--backends", type=_csv(BACKENDS), default=BACKENDS,
                    help="backends compared in the backends section (default: tensorflow,jax,torch; "
                         "those not installed are skipped)")
     p.add_argument("--sections", type=_csv(tuple(SECTIONS)), default=tuple(SECTIONS),
@@ -81,6 +90,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from benchmarks import backends, report   # Keras: only now that the arguments are checked
     logging.getLogger("tensorflow").setLevel(logging.ERROR)   # tf.function retracing notes: one per new model
     settings = SMOKE if args.smoke else QUICK if args.quick else FULL
     preset_args = ["--smoke"] if args.smoke else ["--quick"] if args.quick else []
@@ -98,7 +108,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         ctx = Context(settings, tuple(args.models), tuple(args.backends), preset_args, Path(tmp))
         rows: list[Row] = []
-        steps = [("peak", compute.bench_peak)] + [(name, fn) for name, fn in SECTIONS.items() if name in args.sections]
+        steps = [(name, section_function(name)) for name in [PEAK, *(n for n in SECTIONS if n in args.sections)]]
         for i, (name, fn) in enumerate(steps):
             started = time.perf_counter()
             try:

@@ -33,7 +33,7 @@ from pathlib import Path
 from PIL import Image
 
 from cli.errors import run_main
-from cli.options import add_decoding_args, decoding
+from cli.options import add_decoding_args, add_runtime_args, decoding, describe_runtime
 from core import runs
 from core.stopping import GracefulStop, signal_name
 from dataset import CLASS_NAMES, MAX_PIXELS
@@ -66,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         f"{WORK_LONG_SIDE}; a multiple of 8), unet and gan (a multiple of 32; default: their 32 x 32); "
                         "the other models work at 32 x 32 only")
     add_decoding_args(p)
+    add_runtime_args(p)
     return p.parse_args(argv)
 
 
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     hint_errors = photos.attach_hints(jobs, args.hints, args.reference)   # before the model loads
     if hint_errors:
         raise photos.HintsError("; ".join(hint_errors))
-    colorizer = load_run(spec.name, args.run_dir).set_decoding(**decoding(args))
+    colorizer = load_run(spec.name, args.run_dir, runtime=args.runtime).set_decoding(**decoding(args))
     if colorizer.note:
         print(colorizer.note)
     if any(job.hints for job in jobs) and not colorizer.takes_hints:
@@ -98,6 +99,8 @@ def main(argv=None) -> int:
     if args.work_size is not None and colorizer.fixed_size_note(args.work_size):
         print(f"note: {colorizer.fixed_size_note(args.work_size)}; --work-size is ignored")
     run_dir = colorizer.run_dir
+    if args.verbose:
+        print(describe_runtime(colorizer))
     label = None if args.label is None or spec.prior != "label" else CLASS_NAMES.index(args.label)
     with GracefulStop("stopping after the current image (the images written so far are complete)") as stop:
         n_done, failed = photos.colorize_files(colorizer, jobs, label, args.compare, stop, args.work_size)

@@ -13,14 +13,13 @@ fusion_resnet without its classifier weights), are listed as skipped with the re
 """
 from __future__ import annotations
 
-import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
+import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
 import argparse
 import sys
 
 from cli.errors import run_main
-from cli.options import add_compare_args, add_data_args
-from evaluation import report
+from cli.options import add_compare_args, add_data_args, check_data
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_data(args.data)          # before Keras loads (seconds)
+    from evaluation import report   # the models' networks: Keras
     doc = report.run(args.models, args.data, args.split, args.limit, args.runs_dir, args.out_dir, args.batch_size)
     print(report.summary(doc, args.runs_dir, args.out_dir))
     return 0

@@ -21,6 +21,8 @@ Command line::
     python dataset.py export --data DIR --split train --out data/png/train
 
 A library module (layer 1 of the layout: it may import ``core`` only) that is also a script.
+Keras is imported only when ``CifarGenerator`` is first looked up, so that reading data and
+the scripts' argument checks do not wait for Keras and its backend to load.
 """
 from __future__ import annotations
 
@@ -39,7 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -360,14 +361,21 @@ def _warn(messages: list[str], outcome: str, most: int = 5) -> None:
         print(f"warning: ... and {len(messages) - most} more file(s) {outcome}", file=sys.stderr)
 
 
-def load_images(path: str | os.PathLike, split: str = "train", image_size: int = 32) -> ImageSet:
-    """Read a batch folder (``split`` selects batches) or an image folder (``split`` ignored)."""
+def check_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a folder, else the DataError load_images would give (scripts call
+    it on --data before loading a model, so a mistyped path is said at once)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such folder; pass --data with a folder of images or a CIFAR-10 "
                         "batch folder (or run `python dataset.py download`)")
     if not path.is_dir():
         raise DataError(f"{path}: not a folder; pass --data with a folder of images or a CIFAR-10 batch folder")
+    return path
+
+
+def load_images(path: str | os.PathLike, split: str = "train", image_size: int = 32) -> ImageSet:
+    """Read a batch folder (``split`` selects batches) or an image folder (``split`` ignored)."""
+    path = check_folder(path)
     if is_batch_folder(path):
         data = read_cifar_batches(path, split)
         if image_size != 32:
@@ -414,8 +422,30 @@ def load_data(path: Path | None, split: str, image_size: int, limit: int | None,
     return data
 
 
-class CifarGenerator(keras.utils.PyDataset):
-    """Batches for training and prediction, as the original's generator.
+def __getattr__(name: str):
+    """``dataset.CifarGenerator``, made at first use (PEP 562).
+
+    It subclasses ``keras.utils.PyDataset``, and importing Keras loads its backend (TensorFlow:
+    seconds): made at import, it would make every script pay that before parsing its arguments.
+    """
+    if name == "CifarGenerator":
+        generator = _make_cifar_generator()
+        globals()[name] = generator   # made once: later look-ups find it without coming here
+        return generator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _make_cifar_generator() -> type:
+    import keras
+    # _CifarBatches first: its __len__, __getitem__ and on_epoch_end override PyDataset's, and its
+    # super().__init__ reaches PyDataset's (workers, multiprocessing, max_queue_size).
+    return type("CifarGenerator", (_CifarBatches, keras.utils.PyDataset),
+                {"__module__": __name__, "__qualname__": "CifarGenerator", "__doc__": _CifarBatches.__doc__})
+
+
+class _CifarBatches:
+    """Batches for training and prediction, as the original's generator (``CifarGenerator``: this,
+    with ``keras.utils.PyDataset`` as its other base).
 
     ``color_space``:
       * ``"LAB"``    -> ``(X, Y)``: X (B, S, S, 1) L/100 in [0, 1]; Y (B, S, S, 2) (ab+128)/255 in [0, 1]

@@ -15,7 +15,7 @@ Stop with Ctrl-C.
 """
 from __future__ import annotations
 
-import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
+import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
 import argparse
 import atexit
@@ -27,10 +27,10 @@ from pathlib import Path
 from PIL import Image
 
 from cli.errors import run_main
+from cli.options import add_runtime_args
 from core import runs
 from dataset import MAX_PIXELS
 from serving.catalog import find_runs
-from serving.webapp import create_app
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run-dir", type=Path, action="append", default=[], help="also offer this run (repeatable)")
     p.add_argument("--max-upload-mb", type=float, default=64, help="largest upload, all images together (default: %(default)s)")
     p.add_argument("--max-files", type=int, default=16, help="most images per upload (default: %(default)s)")
+    add_runtime_args(p, verbose=False)
     args = p.parse_args(argv)
     if args.max_upload_mb <= 0 or args.max_files < 1:
         p.error("--max-upload-mb and --max-files must be positive")
@@ -48,8 +49,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from werkzeug.serving import make_server
-
     args = parse_args(argv)
     for run_dir in args.run_dir:
         runs.load_config(run_dir)   # a wrong --run-dir is one error line now, not a failure on the page later
@@ -61,7 +60,9 @@ def main(argv=None) -> int:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     work_dir = Path(tempfile.mkdtemp(prefix="colorize-demo-"))
     atexit.register(shutil.rmtree, work_dir, True)
-    app = create_app(choices, work_dir, args.max_upload_mb, args.max_files)
+    from werkzeug.serving import make_server   # the web stack (Flask), only now that the runs are found
+    from serving.webapp import create_app
+    app = create_app(choices, work_dir, args.max_upload_mb, args.max_files, args.runtime)
     server = make_server(args.host, args.port, app, threaded=True)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
     for c in choices:

@@ -16,7 +16,7 @@ against N).
 """
 from __future__ import annotations
 
-import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
+import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
 import argparse
 import itertools
@@ -25,11 +25,13 @@ import sys
 from pathlib import Path
 
 from cli.errors import run_main
-from cli.options import add_compare_args, add_data_args, add_decoding_args, add_model_arg, decoding
+from cli.options import (add_compare_args, add_data_args, add_decoding_args, add_model_arg, add_runtime_args, check_data,
+                         decoding, describe_runtime)
 from core import runs
 from dataset import DataError, image_files, load_data
-from evaluation import hinted, metrics, report, scoring
+from evaluation import metrics
 from inference import HintsNotSupportedError, photos
+from models import get_spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,6 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default: results/<model>/eval.json)")
     p.add_argument("--batch-size", type=int, default=64, help="images per prediction batch (default: %(default)s)")
     add_decoding_args(p, sweep=True)
+    add_runtime_args(p)
     p.add_argument("--compare", action="store_true",
                    help="evaluate the latest run of every model instead (same as `python compare.py`)")
     g = p.add_argument_group("color hints (a run trained with --hints)")
@@ -72,18 +75,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def check_early(args) -> list[Path] | None:
+    """The mistakes that need no Keras, said before it loads (seconds): the model's name, the data
+    folder, a --photos folder without images. Returns the files of --photos (None without it)."""
+    if not args.compare:
+        get_spec(args.model)
+    if args.compare or args.photos is None:
+        check_data(args.data)
+        return None
+    paths = image_files(args.photos)
+    if not paths:
+        raise DataError(f"{args.photos}: no image files in this folder")
+    return paths
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    photo_files = check_early(args)
+    from evaluation import report, scoring   # the models' networks (Keras): only now that the arguments are checked
     if args.compare:
         doc = report.run(args.models, args.data, args.split, args.limit, args.runs_dir, args.out_dir, args.batch_size)
         print(report.summary(doc, args.runs_dir, args.out_dir))
         return 0
-    colorizer = scoring.load_colorizer(args.model, args.run_dir, args.runs_dir)
+    colorizer = scoring.load_colorizer(args.model, args.run_dir, args.runs_dir, args.runtime)
     if colorizer.note:
         print(colorizer.note)
+    if args.verbose:
+        print(describe_runtime(colorizer))
     colorizer.set_decoding(**decoding(args))
     if args.hints is not None or args.reference is not None:
-        return _hinted(args, colorizer)
+        return _hinted(args, colorizer, photo_files)
     data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
     print(f"evaluating {colorizer.run_dir} on {len(data)} images ({data.description})")
     model_report, _ = scoring.evaluate(colorizer, data, args.batch_size)
@@ -114,8 +135,10 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
-def _hinted(args, colorizer) -> int:
-    """evaluate.py --hints / --reference: hinted colorization against the spread and histogram baselines."""
+def _hinted(args, colorizer, paths: list[Path] | None) -> int:
+    """evaluate.py --hints / --reference: hinted colorization against the spread and histogram baselines,
+    on the photos ``paths`` (the files of --photos) or, when None, on --data."""
+    from evaluation import hinted, scoring   # hinted's baselines: scikit-image
     if not colorizer.takes_hints:
         raise HintsNotSupportedError(f"{colorizer.run_dir} was not trained with hints: --hints and --reference need "
                                      "a run trained with `train.py -m effnet_unet --hints` (the shipped one)")
@@ -125,10 +148,7 @@ def _hinted(args, colorizer) -> int:
         reference = "self"
     elif args.reference is not None:
         reference = photos.read_full(Path(args.reference))
-    if args.photos is not None:
-        paths = image_files(args.photos)
-        if not paths:
-            raise DataError(f"{args.photos}: no image files in this folder")
+    if paths is not None:
         print(f"scoring {colorizer.run_dir} with hints on {len(paths)} photos in {args.photos} (full resolution"
               f"{f', long side at most {args.max_side}' if args.max_side else ''})")
         images = (hinted.shrink(photos.read_full(p), args.max_side) for p in paths)

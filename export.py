@@ -17,7 +17,7 @@ a model the format cannot express (one line, no traceback).
 """
 from __future__ import annotations
 
-import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
+import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
 import argparse
 import sys
@@ -48,18 +48,25 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     spec = get_spec(args.model)
     fmt = get_format(args.format)
-    check_ready(fmt)              # a missing library or a wrong --out: said before the model loads
-    check_out(fmt, args.out)
-    run_dir = args.run_dir or runs.latest_run(spec.name)
-    colorizer = Colorizer.from_run(run_dir)
-    if colorizer.spec.name != spec.name:
-        raise runs.RunError(f"{run_dir} is a run of '{colorizer.spec.name}', not '{spec.name}'")
+    check_out(fmt, args.out)      # the mistakes that need no Keras first: said before it loads (seconds)
+    run_dir = run_of(spec, args.run_dir)
+    check_ready(fmt)              # a missing library or another backend (asks Keras): before the model loads
+    colorizer = Colorizer.from_run(run_dir, runtime="keras")   # exports the Keras network
     print(f"exporting {spec.name} from {run_dir} to {args.format} ...", flush=True)
     result = export_colorizer(colorizer, args.format, args.out, args.bake_color)
     json_path, md_path = card.paths(args.out)
     print(f"wrote {args.out} ({result['runtime']}; largest difference to Keras "
           f"{result['parity']['max_abs_diff']:.1e}) and its card {json_path}, {md_path}")
     return 0
+
+
+def run_of(spec, run_dir: Path | None) -> Path:
+    """The run to export (default: the latest of the model), checked to be a run of ``spec`` from its config."""
+    run_dir = run_dir or runs.latest_run(spec.name)
+    model = get_spec(runs.load_config(run_dir)["model"]).name
+    if model != spec.name:
+        raise runs.RunError(f"{run_dir} is a run of '{model}', not '{spec.name}'")
+    return run_dir
 
 
 def run(argv=None) -> int:

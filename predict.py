@@ -4,7 +4,7 @@ Each JPEG holds one batch; each row is one sample [gray | generated | original].
 """
 from __future__ import annotations
 
-import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
+import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
 import argparse
 import sys
@@ -14,11 +14,11 @@ import numpy as np
 from PIL import Image
 
 from cli.errors import run_main
-from cli.options import add_data_args, add_decoding_args, add_model_arg, decoding
+from cli.options import add_data_args, add_decoding_args, add_model_arg, add_runtime_args, check_data, decoding, describe_runtime
 from core import runs
 from core.grids import prediction_grid, save_image
 from dataset import load_data
-from inference.pretrained import load_run
+from models import get_spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<model>/)")
     p.add_argument("--scale", type=int, default=1, help="enlarge each 32 px cell this many times")
     add_decoding_args(p)
+    add_runtime_args(p)
     p.add_argument("--save-single", action="store_true",
                    help="also write each colorized image as <out>/single/<input name>.png")
     args = p.parse_args(argv)
@@ -40,9 +41,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    colorizer = load_run(args.model, args.run_dir).set_decoding(**decoding(args))
+    get_spec(args.model)          # the mistakes that need no Keras, said before it loads (seconds)
+    check_data(args.data)
+    from inference.pretrained import load_run   # the run's network (ONNX Runtime or Keras: --runtime)
+    colorizer = load_run(args.model, args.run_dir, runtime=args.runtime).set_decoding(**decoding(args))
     if colorizer.note:
         print(colorizer.note)
+    if args.verbose:
+        print(describe_runtime(colorizer))
     data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
     out = args.out or runs.ROOT / "results" / colorizer.spec.name
     print(f"colorizing {len(data)} images ({data.description}) with {colorizer.run_dir}")

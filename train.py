@@ -7,19 +7,22 @@ SIGTERM, Ctrl-C or SIGHUP save a checkpoint at the next step boundary and print 
 """
 from __future__ import annotations
 
-import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
+import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
 import argparse
 import sys
 from pathlib import Path
 
 from cli.errors import run_main
-from cli.options import add_data_args, add_model_arg
+from cli.options import add_data_args, add_model_arg, check_data
 from core.stopping import signal_name
-from models import JIT_CHOICES
-from models.effnet_unet import FINE_TUNE_FROM, HEADS, LOSSES
-from training import checkpointing, distribute, session
-from training.session import MIXED_PRECISION
+from models import JIT_CHOICES, get_spec
+from models.effnet_options import FINE_TUNE_FROM, HEADS, LOSSES
+from training import checkpointing, distribute   # both light; training.session (Keras) loads in main
+
+# --mixed-precision's values: the keys of training.session.MIXED_PRECISION, which imports Keras
+# (tests/test_startup.py checks that they agree).
+MIXED_PRECISION_CHOICES = ("off", "float16", "bfloat16")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--jit", choices=JIT_CHOICES, default=None,
                    help="compile each step: XLA (TensorFlow), jax.jit, torch.compile. auto (default): Keras' "
                         "choice, on for GPUs, off on CPU where XLA measured slower than TensorFlow's oneDNN kernels")
-    g.add_argument("--mixed-precision", nargs="?", const="float16", choices=tuple(MIXED_PRECISION), default=None,
+    g.add_argument("--mixed-precision", nargs="?", const="float16", choices=MIXED_PRECISION_CHOICES, default=None,
                    help="compute in float16 (the flag alone; GPUs with tensor cores) or bfloat16 (TPUs, recent "
                         "CPUs/GPUs), variables in float32; default off (float32)")
     g = p.add_argument_group("fusion_resnet")
@@ -96,8 +99,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def check_early(args) -> None:
+    """The mistakes that need no Keras, said before it loads (seconds): the model's name, the data folders."""
+    get_spec(args.model)
+    if not args.resume:   # a resumed run reads the data its config names
+        check_data(args.data, args.val_data)
+
+
 def main(argv=None) -> int:
-    outcome = session.run(parse_args(argv))
+    args = parse_args(argv)
+    check_early(args)
+    from training import session   # Keras and its backend: only now that the arguments are checked
+    outcome = session.run(args)
     if outcome.stopped_by is not None:
         print(f"\nstopped by {signal_name(outcome.stopped_by)}: checkpoint saved in {outcome.run_dir} "
               f"(step {outcome.step}); continue with\n"

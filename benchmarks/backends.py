@@ -9,13 +9,10 @@ from pathlib import Path
 
 import keras
 
-from benchmarks.settings import Context, Row, Settings, log
+from benchmarks.settings import BACKENDS, Context, Row, Settings, log  # noqa: F401  (BACKENDS: re-exported)
 from benchmarks.workloads import failed_row, measure_training, perf_row
 
 ROOT = Path(__file__).resolve().parents[1]   # where bench.py is
-
-
-BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def backend_installed(backend: str) -> bool:

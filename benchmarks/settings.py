@@ -5,6 +5,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The backends the backends section compares (bench.py --backends); here, not in benchmarks.backends
+# (which imports Keras), so that bench.py parses its arguments before Keras loads.
+BACKENDS = ("tensorflow", "jax", "torch")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -27,6 +31,7 @@ class Settings:
     epochs: int = 10
     jpeg_size: int = 256
     photo_sizes: tuple[tuple[int, int], ...] = ((1024, 1024), (4000, 3000))
+    startup_repeats: int = 3            # startup section: best of this many fresh processes
 
     def describe(self) -> str:
         """One line for the report."""
@@ -48,7 +53,8 @@ QUICK = Settings("quick", (32, 128), (32,), warmup=1, windows=3, window_s=0.0,
 
 SMOKE = Settings("smoke", (4,), (4,), warmup=1, windows=1, window_s=0.0, png_images=40, jpeg_images=6,
                  colorize_repeats=1, default_batch=4, predict_batch=4, prior_batch=2, matmul_n=256,
-                 matmul_repeats=1, jpeg_size=64, photo_sizes=((256, 256), (400, 300)), fusion_images=16)
+                 matmul_repeats=1, jpeg_size=64, photo_sizes=((256, 256), (400, 300)), fusion_images=16,
+                 startup_repeats=1)
 
 
 @dataclass

@@ -1,7 +1,11 @@
 """What the entry scripts share; importing ``cli`` first sets TensorFlow's environment up.
 
+Importing ``cli`` loads no framework: a script parses and checks its arguments and finds its files
+first, and imports Keras (and with it TensorFlow, seconds) only when it needs a model.
+
 - this module: TensorFlow's settings that must precede its import (oneDNN kernels on, C++ log
-  level), and the import itself with its start-up chatter filtered, so a user error stays one line.
+  level), and in a script the native log filter installed; :func:`import_backend` imports TensorFlow
+  with its start-up chatter filtered, for programs other than the scripts.
 - ``native_log``: in a script, stderr passes through a filter that drops the few known, harmless
   lines TensorFlow's native code logs (start-up notices, two graph-rewrite notes), nothing else.
 - ``options``: the arguments every script takes (``-m``, ``--data``/``--split``/``--limit``) and
@@ -9,7 +13,8 @@
 - ``errors``: which exceptions are user mistakes, printed as one line with exit code 2.
 
 May import: every package below it (``core``, ``dataset``, ``priors``, ``models``, ``inference``,
-``training``, ``evaluation``); nothing imports ``cli`` but the scripts.
+``training``, ``evaluation``); nothing imports ``cli`` but the scripts. Nothing heavy at import
+(tests/test_startup.py).
 """
 from __future__ import annotations
 
@@ -35,16 +40,18 @@ def _runs_a_script() -> bool:
     return path is not None and Path(path).resolve().parent == Path(__file__).resolve().parents[1]
 
 
-def _import_tensorflow_quietly() -> None:
+def import_backend() -> None:
     """Import TensorFlow (when it is the Keras backend) with its start-up chatter filtered out.
 
     So that a user's error is one line on stderr, as the scripts promise. The filter works on file
-    descriptor 2, where the native code writes; Python exceptions are untouched. (In a script, the
-    filter of native_log already does this for the whole process; this covers other importers.)
+    descriptor 2, where the native code writes; Python exceptions are untouched. A script need not
+    call it: the filter of native_log already does this for the whole process. Called again, or
+    after TensorFlow loaded, it does nothing.
     """
     import importlib.util
     import tempfile
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or importlib.util.find_spec("tensorflow") is None:
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or "tensorflow" in sys.modules \
+            or importlib.util.find_spec("tensorflow") is None:
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -61,6 +68,6 @@ def _import_tensorflow_quietly() -> None:
                     sys.stderr.write(line)
 
 
+# Installed at import, before anything can load TensorFlow: its native code logs from its first moment.
 if _runs_a_script():
     native_log.install()   # known harmless native log lines out of stderr, for the life of the process
-_import_tensorflow_quietly()

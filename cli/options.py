@@ -1,11 +1,12 @@
-"""The arguments the scripts share (``-m``, the data options, the comparison options)."""
+"""The arguments the scripts share (``-m``, the data options, the comparison options), and the checks of
+them that need no Keras (made before a script loads a model)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from core import runs
-from dataset import DEFAULT_DATA_DIR, relative
+from dataset import DEFAULT_DATA_DIR, check_folder, relative
 from models import MODEL_NAMES
 
 
@@ -26,6 +27,14 @@ def add_data_args(parser: argparse.ArgumentParser, split_default: str = "train",
         parser.add_argument("--image-size", type=int, default=32,
                             help="images are resized to this size (default: 32)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+
+
+def check_data(*paths: Path | None) -> None:
+    """DataError for a given --data (or --val-data) that is not a folder: said before a model loads
+    (seconds), not after. None (not given) passes."""
+    for path in paths:
+        if path is not None:
+            check_folder(path)
 
 
 def add_compare_args(p: argparse.ArgumentParser) -> None:
@@ -82,3 +91,27 @@ def decoding(args) -> dict:
     """The decoding options of add_decoding_args, as Colorizer.set_decoding's keywords (None: the run's)."""
     return {"temperature": args.temperature, "chroma_gain": args.chroma_gain,
             "undo_rebalancing": args.undo_rebalancing, "flip_average": args.flip_average}
+
+
+def add_runtime_args(parser: argparse.ArgumentParser, verbose: bool = True) -> None:
+    """--runtime (what runs the network; inference.lean) and, with ``verbose``, -v (say which ran it)."""
+    from inference.lean import RUNTIME_ENV, RUNTIMES
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None,
+                        help="what runs the network: onnx (ONNX Runtime, no TensorFlow: fast to start; its model "
+                             "files are made with Keras on first use and cached in cache/lean/), keras, or auto "
+                             f"(onnx where it can serve, else keras; the default, or ${RUNTIME_ENV})")
+    if verbose:
+        parser.add_argument("-v", "--verbose", action="store_true", help="say which runtime ran the network")
+
+
+def describe_runtime(colorizer) -> str:
+    """One line for -v: the runtime that ran the network, and its version."""
+    from importlib.metadata import version
+    if colorizer.runtime == "onnx":
+        return (f"runtime: onnx (ONNX Runtime {version('onnxruntime')}; model files in "
+                f"{colorizer.lean.network_path((0, 0)).parent})")
+    import sys
+
+    import keras
+    backend = keras.backend.backend()
+    return f"runtime: keras {keras.__version__} ({backend} {getattr(sys.modules.get(backend), '__version__', '?')})"

@@ -72,12 +72,11 @@ class Scores:
         return out
 
 
-def _reference_for(reference, original: np.ndarray):
-    """(distribution (Q,), reference ab (h, w, 2)) of ``reference``: "self" (the original), an RGB image, or None."""
+def _reference_for(reference, original: np.ndarray) -> np.ndarray | None:
+    """The reference image of ``original``: "self" (the original), an RGB image (the same for all), or None."""
     if reference is None:
-        return None, None
-    rgb = original if isinstance(reference, str) and reference == "self" else reference
-    return core_hints.reference_distribution(rgb), colorspace.rgb_to_lab(rgb)[..., 1:]
+        return None
+    return original if isinstance(reference, str) and reference == "self" else reference
 
 
 def score_images(colorizer: Colorizer, images, counts=HINT_COUNTS, seed: int = 0, reference=None,
@@ -95,19 +94,19 @@ def score_images(colorizer: Colorizer, images, counts=HINT_COUNTS, seed: int = 0
         lab = colorspace.rgb_to_lab(rgb)
         L, ab_true = lab[..., 0], lab[..., 1:]
         all_points = draw_points(ab_true, max(counts), seed, index)
-        dist, ref_ab = _reference_for(reference, rgb)
+        ref_rgb = _reference_for(reference, rgb)
         fixed.add("gray", colorspace.to_uint8(colorspace.gray_rgb(rgb)), rgb)
         plain, _ = colorizer.colorize_photo(rgb, long_side=long_side)
         fixed.add("no_hints", plain, rgb)
-        if ref_ab is not None:
+        if ref_rgb is not None:
             plain_ab = colorspace.rgb_to_lab(plain)[..., 1:]
-            fixed.add("histogram_matched", _histogram_matched_rgb(L, plain_ab, ref_ab), rgb)
+            fixed.add("histogram_matched", _histogram_matched_rgb(L, plain_ab, colorspace.rgb_to_lab(ref_rgb)[..., 1:]), rgb)
         for n in counts:
             points = all_points[:n]
-            if n == 0 and dist is None:
+            if n == 0 and ref_rgb is None:
                 per_n[n].add("model", plain, rgb)
             else:
-                pred, _ = colorizer.colorize_photo(rgb, points, dist, long_side=long_side)
+                pred, _ = colorizer.colorize_photo(rgb, points, ref_rgb, long_side=long_side)
                 per_n[n].add("model", pred, rgb)
             per_n[n].add("spread", _spread_rgb(L, points) if n else colorspace.to_uint8(colorspace.gray_rgb(rgb)), rgb)
         if progress is not None:
@@ -124,11 +123,12 @@ def score_cifar(colorizer: Colorizer, images: np.ndarray, counts=HINT_COUNTS, se
     L, ab_true = x_lab[..., 0], x_lab[..., 1:]
     N, H, W = L.shape
     points = [draw_points(ab_true[i], max(counts), seed, i) for i in range(N)]
-    dists = refs = None
+    dists = refs = ref_pixels = None
     if reference is not None:
-        pairs = [_reference_for(reference, images[i]) for i in range(N)]
-        dists = np.stack([core_hints.global_vector(d) for d, _ in pairs])
-        refs = [r for _, r in pairs]
+        ref_rgbs = [_reference_for(reference, images[i]) for i in range(N)]
+        dists = np.stack([core_hints.global_vector(core_hints.reference_distribution(r)) for r in ref_rgbs])
+        refs = [colorspace.rgb_to_lab(r)[..., 1:] for r in ref_rgbs]
+        ref_pixels = [core_hints.reference_ab(r) for r in ref_rgbs]   # the colors are matched to them
     no_ref = np.tile(core_hints.empty_global(), (N, 1))
     plain = metrics.as_uint8(colorizer.colorize(images, batch_size=batch_size))
     fixed = Scores()
@@ -138,7 +138,8 @@ def score_cifar(colorizer: Colorizer, images: np.ndarray, counts=HINT_COUNTS, se
     for n in counts:
         local = np.stack([core_hints.local_planes(points[i][:n], (H, W), (H, W)) for i in range(N)])
         glob = dists if dists is not None else no_ref
-        outputs[n] = metrics.as_uint8(colorizer.colorize(images, batch_size=batch_size, hints=HintInputs(local, glob)))
+        outputs[n] = metrics.as_uint8(colorizer.colorize(images, batch_size=batch_size,   # matched without points only
+                                                         hints=HintInputs(local, glob, None if n else ref_pixels)))
     for i in range(N):
         fixed.add("gray", gray[i], images[i])
         fixed.add("no_hints", plain[i], images[i])

@@ -35,10 +35,12 @@ def gray_baseline(images: np.ndarray) -> np.ndarray:
     return colorspace.to_uint8(colorspace.gray_rgb(images))
 
 
-def load_colorizer(model: str, run_dir: Path | None, runs_dir: Path | None = None) -> Colorizer:
+def load_colorizer(model: str, run_dir: Path | None, runs_dir: Path | None = None,
+                   runtime: str | None = None) -> Colorizer:
     """The model of ``run_dir`` (default: the latest run of ``model`` under ``runs_dir``, else the shipped
-    run, inference.pretrained), checked to be ``model``; ``colorizer.note`` says when the shipped run is used."""
-    return load_run(model, run_dir, runs_dir)
+    run, inference.pretrained), checked to be ``model``; ``colorizer.note`` says when the shipped run is used.
+    ``runtime``: inference.lean.choose's (None: $COLORIZE_RUNTIME, else auto)."""
+    return load_run(model, run_dir, runs_dir, runtime=runtime)
 
 
 def evaluate(colorizer: Colorizer, data: ImageSet, batch_size: int = 64) -> tuple[dict, np.ndarray]:

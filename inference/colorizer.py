@@ -13,7 +13,7 @@ import numpy as np
 from core import colorspace, hints as core_hints, runs
 from core.replicas import model_replicas
 from dataset import CLASS_NAMES, one_hot
-from inference import fullres
+from inference import fullres, lean
 from models import build_model, dtype_policy, get_spec
 
 
@@ -31,12 +31,16 @@ class RawOutput(NamedTuple):
     y: np.ndarray                           # its raw output (RGB, ab, or effnet_unet's logits)
     y_mirrored: np.ndarray | None = None    # its raw output on the mirror images (flip averaging), not flipped back
     hinted: np.ndarray | None = None        # (N,) bool: which images had hints (a hint run's output has both)
+    reference_ab: list | None = None        # per image: its reference's (n, 2) ab pixels (match_reference), or None
 
 
 class HintInputs(NamedTuple):
     """Hints for a network that takes them (core.hints' encodings), one row per image."""
     local: np.ndarray                       # (N, h, w, 3): ab / 128 where hinted, then the mask
     reference: np.ndarray                   # (N, Q + 1): a reference's bin distribution, then 1; zeros: none
+    # per image (or None for all): its reference's ab pixels (core.hints.reference_ab), to which the
+    # decoded colors are histogram-matched (core.hints.match_reference); None: the network's colors only
+    reference_ab: list | None = None
 
 
 class MissingLabelError(ValueError):
@@ -58,11 +62,13 @@ class DecodingError(ValueError):
 class Colorizer:
     """Wraps the network that maps gray input to color (the GAN's generator)."""
 
-    def __init__(self, config: dict, network, run_dir: Path | None = None):
+    def __init__(self, config: dict, network=None, run_dir: Path | None = None, lean=None):
         self.config = config
         self.spec = get_spec(config["model"])
-        self.network = network
+        self._network = network     # the Keras network; None: built from run_dir when first needed
         self.run_dir = run_dir
+        # inference.lean.LeanRun: the network through ONNX Runtime (no Keras unless a file must be made)
+        self.lean = lean
         self.color_space = data_color_space(config)
         self.image_size = int(config["model_options"].get("image_size", 32))
         self.options = resolved_options(config)
@@ -72,7 +78,7 @@ class Colorizer:
         self.temperature = self.options.get("temperature") if self.options.get("head") == "classification" else None
         self.chroma_gain = 1.0
         # How much of the class rebalancing a classification head was trained with is divided back
-        # out of its probabilities (models.effnet_unet.decode): 0 as trained (colorful), 1 fully
+        # out of its probabilities (models.effnet_options.decode): 0 as trained (colorful), 1 fully
         # (with T = 1: the expected color, most faithful). None for models without one.
         self.undo_rebalancing = 0.0 if self.temperature is not None else None
         # Test-time flips: also colorize the mirror image, mirror its colors back and average the two.
@@ -80,7 +86,19 @@ class Colorizer:
         self.note = None   # set by inference.pretrained.load_run when the shipped run stands in
         # Whether the network takes color hints (core.hints): local points and a global reference.
         self.takes_hints = bool(self.options.get("hints"))
-        self._networks = {(self.image_size, self.image_size): network}   # per working size (flexible_size)
+        self._networks = {}   # the Keras network per working size other than the training size (network_for)
+
+    @property
+    def runtime(self) -> str:
+        """What runs the network: "onnx" (inference.lean) or "keras"."""
+        return "onnx" if self.lean is not None else "keras"
+
+    @property
+    def network(self):
+        """The run's Keras network (built and loaded from run_dir on first use by a lean Colorizer)."""
+        if self._network is None:
+            self._network = build_network(self.config, self.run_dir)
+        return self._network
 
     @property
     def work_multiple(self) -> int | None:
@@ -117,6 +135,8 @@ class Colorizer:
     def network_for(self, shape: tuple[int, int]):
         """The network for inputs of (h, w): the run's own, or the same weights built for that size."""
         shape = (int(shape[0]), int(shape[1]))
+        if shape == (self.image_size, self.image_size):
+            return self.network
         if shape not in self._networks:
             if self.work_multiple is None:
                 raise ValueError(f"{self.spec.name} takes {self.image_size} x {self.image_size} inputs, not {shape}")
@@ -136,8 +156,9 @@ class Colorizer:
         """A photo of any size, colorized at full resolution: (H, W, 3) uint8 -> (H, W, 3) uint8.
 
         ``points``: core.hints.Point hints in the photo's pixels (core.hints.point makes one from an
-        sRGB color); ``reference``: a color image (h, w, 3) uint8 whose colors are the global hint, or
-        its core.hints distribution (Q,). Both need a run trained with hints. ``long_side``: the
+        sRGB color); ``reference``: a color image (h, w, 3) uint8 whose colors are the global hint and
+        whose a, b histograms the result is moved toward when there are no points (core.hints.match_reference),
+        the same as a core.hints.Reference, or its distribution (Q,) alone (the global hint, no matching). Both need a run trained with hints. ``long_side``: the
         working size (flexible networks; default inference.fullres.WORK_LONG_SIDE). ``label``:
         fusion_label's class. Returns (colorized, the gray input or None) -- gray with ``with_gray``.
         """
@@ -148,12 +169,17 @@ class Colorizer:
         small, guide = fullres.small_gray(L, shape)                      # (h, w, 3) uint8, (h, w) L
         hint_inputs = None
         if len(points) or reference is not None:
-            dist = None
-            if reference is not None:
+            dist, pixels = None, None
+            if isinstance(reference, core_hints.Reference):
+                dist, pixels = reference
+            elif reference is not None:
                 reference = np.asarray(reference)
-                dist = reference if reference.ndim == 1 else core_hints.reference_distribution(reference)
+                dist, pixels = (reference, None) if reference.ndim == 1 else core_hints.reference(reference)
+            # matched to the reference's histograms only without points: matching would pull a point's
+            # color toward the reference's palette, and a point is what the user says the color is
+            match = pixels is not None and not len(points)
             hint_inputs = HintInputs(core_hints.local_planes(points, full_hw, shape)[None],
-                                     core_hints.global_vector(dist)[None])
+                                     core_hints.global_vector(dist)[None], [pixels] if match else None)
         labels = None if label is None else np.array([label])
         colored = self.colorize(small[None], labels, hints=hint_inputs)[0]   # (h, w, 3) float32 [0, 1]
         ab = colorspace.rgb_to_lab(colored)[..., 1:]                     # the GAN's RGB too: its chroma
@@ -188,20 +214,20 @@ class Colorizer:
         return self
 
     @classmethod
-    def from_run(cls, run_dir: str | Path) -> "Colorizer":
-        """Rebuild the model from config.json and load its weights; no code is deserialized."""
+    def from_run(cls, run_dir: str | Path, runtime: str | None = None) -> "Colorizer":
+        """Rebuild the model from config.json and load its weights; no code is deserialized.
+
+        ``runtime`` (inference.lean.choose): "auto" (ONNX Runtime where it can serve: cheap to create, no
+        Keras import once its files are cached; else Keras), "onnx", or "keras" (the network built now);
+        None: $COLORIZE_RUNTIME, else auto. ``network`` is the Keras network whatever the runtime (built
+        on first use by a lean Colorizer)."""
         run_dir = Path(run_dir)
         config = runs.load_config(run_dir)
-        if get_spec(config["model"]).trainer == "gan":
-            from models.gan import build_generator   # the discriminator is not needed to colorize
-            options = config["model_options"]
-            with dtype_policy(options.get("precision", "float32")):
-                network = build_generator(options["image_size"], options["color_space"])
-            part = "generator"
-        else:
-            network, part = build_model(config["model"], **config["model_options"]), "model"
-        runs.load_weights(network, run_dir, part)
-        return cls(config, network, run_dir)
+        if lean.choose(runtime, config["model"]) == "keras":
+            return cls(config, build_network(config, run_dir), run_dir)
+        colorizer = cls(config, None, run_dir)
+        colorizer.lean = lean.LeanRun(config, run_dir, keras_colorizer=lambda: colorizer)
+        return colorizer
 
     def prior(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray | None:
         """(N, D) prior for the fusion models; None for the others."""
@@ -214,6 +240,8 @@ class Colorizer:
             import priors
             return priors.compute_prior(images, **priors.prior_options(self.config))
         if self.spec.prior == "encoder":
+            if self.lean is not None:
+                return self.lean.features(images, *encoder_setup(self.config, images.shape[1:3]))
             return encoder_features(self.config, images, cache=False)
         return None
 
@@ -237,13 +265,13 @@ class Colorizer:
         if self.takes_hints:
             hinted = np.zeros(len(images), bool) if hints is None else \
                 (hints.local[..., 2].reshape(len(images), -1).max(1) > 0) | (np.asarray(hints.reference)[:, -1] > 0)
+        reference_ab = None if hints is None else hints.reference_ab
         if not self.flip_average:
-            return RawOutput(x, y, None, hinted)
+            return RawOutput(x, y, None, hinted, reference_ab)
         # The mirror images' prior (encoder taps, classifier features) is computed from them; a label is the same.
-        mirrored_hints = None if hints is None else HintInputs(np.ascontiguousarray(hints.local[:, :, ::-1]),
-                                                               hints.reference)
+        mirrored_hints = None if hints is None else hints._replace(local=np.ascontiguousarray(hints.local[:, :, ::-1]))
         _, y_mirrored = self._run(np.ascontiguousarray(images[:, :, ::-1]), labels, None, batch_size, mirrored_hints)
-        return RawOutput(x, y, y_mirrored, hinted)
+        return RawOutput(x, y, y_mirrored, hinted, reference_ab)
 
     def _check_hints(self, hints: HintInputs | None, images: np.ndarray) -> None:
         if hints is None:
@@ -293,6 +321,8 @@ class Colorizer:
             return self._gain_rgb(color)
         if self.color_space == "LAB_SYM":
             return self._gain_rgb(colorspace.decode_lab_symmetric(x, color))
+        if raw.reference_ab is not None:
+            color = _matched(color, raw.reference_ab)
         ab = np.clip(self._gain_encoded(color), 0.0, 1.0)           # unet's tanh can leave [0, 1]
         return colorspace.decode_lab(x, ab)
 
@@ -304,7 +334,7 @@ class Colorizer:
         if self.color_space == "LAB_SYM":
             return np.clip(y, -1.0, 1.0)
         if self.color_space == "features":
-            from models.effnet_unet import HINTED_TEMPERATURE, decode, split_output
+            from models.effnet_options import HINTED_TEMPERATURE, decode, split_output
             weights = self.config.get("class_rebalancing", {}).get("weights")
             if hinted is None or not hinted.any():      # the network's own logits (a hint run's second half)
                 y = split_output(y, np.zeros(len(y), bool))
@@ -337,6 +367,8 @@ class Colorizer:
     def _predict(self, inputs, batch_size: int) -> np.ndarray:
         """The network's raw output for (a tuple of) input arrays, batch by batch."""
         parts = inputs if isinstance(inputs, tuple) else (inputs,)
+        if self.lean is not None:
+            return self.lean.predict(parts, batch_size)
         network = self.network_for(parts[0].shape[1:3]) if self.work_multiple else self.network
         if model_replicas(self.network) > 1:
             # train.py --strategy: predict_on_batch would give every replica the whole batch and return
@@ -351,10 +383,21 @@ class Colorizer:
         return np.concatenate(out)
 
 
+def _matched(color: np.ndarray, reference_ab: list) -> np.ndarray:
+    """Colors (N, h, w, 2) in the LAB encoding (ab + 128) / 255, each image with a reference's ab pixels
+    moved toward them (core.hints.match_reference); the others unchanged."""
+    out = np.array(color, np.float32)
+    for i, ref in enumerate(reference_ab):
+        if ref is not None:
+            ab = out[i] * np.float32(255) - np.float32(128)
+            out[i] = (core_hints.match_reference(ab, ref) + np.float32(128)) / np.float32(255)
+    return out
+
+
 def resolved_options(config: dict) -> dict:
     """The run's model options with the model's defaults filled in (effnet_unet; as recorded for the others)."""
     if get_spec(config["model"]).prior == "encoder":
-        from models.effnet_unet import options
+        from models.effnet_options import options
         return options(**config["model_options"])
     return dict(config["model_options"])
 
@@ -363,10 +406,31 @@ def encoder_features(config: dict, images: np.ndarray, flip: bool = False, cache
                      verbose: bool = False) -> list[np.ndarray]:
     """effnet_unet's encoder taps of ``images`` (N, h, w, 3) uint8, as the run's config asks (the
     encoder at the run's ratio of encoder size to image size: 4 x by default)."""
-    from models.effnet_unet import encoder_taps, working_encoder_shape
     from priors.features import compute_features
+    size, taps = encoder_setup(config, images.shape[1:3])
+    return compute_features(images, size, taps, flip=flip, cache=cache, verbose=verbose)
+
+
+def encoder_setup(config: dict, image_hw) -> tuple:
+    """(encoder size, taps) of effnet_unet's encoder for images of (h, w): the training size's
+    encoder_size (an int), else the run's ratio of encoder size to image size at (h, w)."""
+    from models.effnet_options import encoder_taps, working_encoder_shape
     options = resolved_options(config)
     size, trained = options["encoder_size"], int(config["model_options"].get("image_size", 32))
-    if images.shape[1:3] != (trained, trained):
-        size = working_encoder_shape({**options, "image_size": trained}, images.shape[1:3])
-    return compute_features(images, size, encoder_taps(options), flip=flip, cache=cache, verbose=verbose)
+    if tuple(image_hw) != (trained, trained):
+        size = working_encoder_shape({**options, "image_size": trained}, image_hw)
+    return size, encoder_taps(options)
+
+
+def build_network(config: dict, run_dir: Path):
+    """The run's Keras network (the GAN's generator), its weights loaded from run_dir."""
+    if get_spec(config["model"]).trainer == "gan":
+        from models.gan import build_generator   # the discriminator is not needed to colorize
+        options = config["model_options"]
+        with dtype_policy(options.get("precision", "float32")):
+            network = build_generator(options["image_size"], options["color_space"])
+        part = "generator"
+    else:
+        network, part = build_model(config["model"], **config["model_options"]), "model"
+    runs.load_weights(network, run_dir, part)
+    return network

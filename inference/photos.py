@@ -39,9 +39,9 @@ class InputError(Exception):
 
 @dataclass
 class PhotoHints:
-    """The color hints of one photo: points in its pixels, and a reference's color distribution."""
+    """The color hints of one photo: points in its pixels, and a reference (its colors: core.hints.Reference)."""
     points: tuple = ()                          # core.hints.Point, photo pixels
-    reference: np.ndarray | None = None         # (Q,) core.hints distribution, or None
+    reference: core_hints.Reference | None = None
     sources: tuple = ()                         # the files they came from (for messages)
 
     def __bool__(self) -> bool:
@@ -141,13 +141,13 @@ def image_size(path: Path) -> tuple[int, int]:
 
 # ---- hints ----------------------------------------------------------------------------
 
-def read_reference(path: Path, source: str = "") -> np.ndarray:
-    """A reference image -> its (Q,) color distribution (core.hints); InputError naming it when unreadable."""
+def read_reference(path: Path, source: str = "") -> core_hints.Reference:
+    """A reference image -> its colors (core.hints.Reference); InputError naming it when unreadable."""
     try:
         rgb = read_full(path)
     except InputError as err:
         raise InputError(f"{source}{': ' if source else ''}reference {err}") from None
-    return core_hints.reference_distribution(rgb)
+    return core_hints.reference(rgb)
 
 
 def attach_hints(jobs: list[Job], hints_file: Path | None = None, reference: Path | None = None) -> list[str]:
@@ -155,9 +155,9 @@ def attach_hints(jobs: list[Job], hints_file: Path | None = None, reference: Pat
     image's ``STEM.hints.json`` beside it; ``reference`` for every job (where a hints file names none).
     Returns one error line per problem (the caller stops on any: a bad hints file is a usage error)."""
     errors: list[str] = []
-    references: dict[Path, np.ndarray] = {}
+    references: dict[Path, core_hints.Reference] = {}
 
-    def distribution(path: Path, source: str) -> np.ndarray:
+    def distribution(path: Path, source: str) -> core_hints.Reference:
         key = path.resolve()
         if key not in references:
             references[key] = read_reference(path, source)

@@ -68,15 +68,17 @@ def _rel(path: Path) -> str:
 
 
 def load_run(model: str, run_dir: Path | None = None, runs_dir: Path | None = None,
-             pretrained_dir: Path | None = None) -> Colorizer:
+             pretrained_dir: Path | None = None, runtime: str | None = None) -> Colorizer:
     """The Colorizer of :func:`find_run`'s run, checked to be a run of ``model``; ``.note`` as find_run's.
+
+    ``runtime``: "auto", "onnx" or "keras" (inference.lean.choose; None: $COLORIZE_RUNTIME, else auto).
 
     A shipped run whose weights do not load is reported as damaged, with the fix.
     """
     spec = get_spec(model)
     path, note = find_run(spec.name, run_dir, runs_dir, pretrained_dir)
     try:
-        colorizer = Colorizer.from_run(path)
+        colorizer = Colorizer.from_run(path, runtime=runtime)
     except runs.RunError as err:
         if note is None:
             raise

@@ -45,56 +45,10 @@ from core.hints import NETWORK_CHANNELS, SPREAD_FIELDS
 from models.blocks import OUTPUT_DTYPE
 from priors.efficientnet_lite0 import apply_blocks
 from priors.features import check_taps, tap_block, tap_shapes
-
-HEADS = ("classification", "regression")
-LOSSES = ("huber", "l1", "mse")             # regression head only
-ENCODER_SCALE = 4                           # encoder size = 4 x image size by default (measured: README)
-DEFAULTS = {
-    "encoder_size": None,                   # None: ENCODER_SCALE x image_size (128 for 32 px images)
-    "taps": ("s4", "s8", "s16", "s32"),
-    "widths": (128, 128, 64, 32),            # decoder channels, coarsest level first
-    "head": "classification",
-    "loss": "huber",
-    "learning_rate": 1e-3,
-    "decay_steps": 1000,                    # cosine decay to 0 over this many steps (train.py: the whole run)
-    "temperature": 0.6,                     # annealed-mean default (decode), chosen on batch 5 (README); the paper: 0.38
-    "fine_tune": None,                      # None: the encoder is frozen; "s16" / "s8": its blocks after that tap
-                                            # are part of this network (ImageNet start, BatchNorm frozen) and train
-    "hints": False,                         # True: two more inputs, local and global color hints (core.hints)
-}
-FINE_TUNE_FROM = ("s8", "s16")
-HUBER_DELTA = 10 / 255                      # 10 ab units in the (ab + 128) / 255 encoding
-
-
-def options(image_size: int = 32, **given) -> dict:
-    """The model's options with defaults filled in, as recorded in config.json (lists as lists)."""
-    unknown = set(given) - set(DEFAULTS) - {"precision"}
-    if unknown:
-        raise ValueError(f"effnet_unet: unknown option(s) {sorted(unknown)}")
-    out = {**DEFAULTS, **{k: v for k, v in given.items() if k in DEFAULTS and v is not None}}
-    out["encoder_size"] = int(out["encoder_size"] or ENCODER_SCALE * image_size)
-    out["taps"], out["widths"] = list(out["taps"]), [int(w) for w in out["widths"]]
-    out["hints"] = bool(out["hints"])
-    if out["head"] not in HEADS:
-        raise ValueError(f"effnet_unet: head must be one of {', '.join(HEADS)}, got {out['head']!r}")
-    if out["loss"] not in LOSSES:
-        raise ValueError(f"effnet_unet: loss must be one of {', '.join(LOSSES)}, got {out['loss']!r}")
-    if out["fine_tune"] is not None:
-        if out["fine_tune"] not in FINE_TUNE_FROM:
-            raise ValueError(f"effnet_unet: fine_tune must be one of {', '.join(FINE_TUNE_FROM)}, got {out['fine_tune']!r}")
-        if out["fine_tune"] not in out["taps"] or "head" in out["taps"]:
-            raise ValueError(f"effnet_unet: fine-tuning from tap {out['fine_tune']} needs that tap among the taps, "
-                             f"and not 'head' (taps: {', '.join(out['taps'])})")
-    return out
-
-
-def encoder_taps(opts: dict) -> list[str]:
-    """The taps the frozen encoder computes (priors.features): all of them, or, when fine-tuning, those
-    up to the fine_tune tap; the deeper ones are computed inside the network (``_trained_encoder``)."""
-    if opts["fine_tune"] is None:
-        return list(opts["taps"])
-    return [t for t in opts["taps"] if tap_block(t) <= tap_block(opts["fine_tune"])]
-
+# the Keras-free part (options, decoding), re-exported: the tools import them from either module
+from models.effnet_options import (DEFAULTS, ENCODER_SCALE, FINE_TUNE_FROM, HEADS, HINTED_TEMPERATURE,  # noqa: F401
+                                   HUBER_DELTA, LOSSES, _hw, decode, encoder_taps, options, split_output,
+                                   working_encoder_shape)
 
 def _trained_encoder(opts: dict, frozen: dict) -> list:
     """The encoder's blocks after the fine_tune tap, applied to it: the deeper taps, (B, E/s, E/s, C) each.
@@ -118,11 +72,6 @@ def _conv_bn_relu(x, filters: int, name: str):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
-
-
-def _hw(size) -> tuple[int, int]:
-    """An int (square) or (h, w) -> (h, w)."""
-    return (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
 
 
 class BilinearResize(layers.Layer):
@@ -306,19 +255,6 @@ def hinted_class_loss(k: int = ab_bins.K_NEAREST):
     return loss
 
 
-HINTED_TEMPERATURE = 1.0   # decoding of the hinted logits: the expectation (trained without rebalancing)
-
-
-def split_output(output: np.ndarray, hinted) -> np.ndarray:
-    """A hint run's (N, h, w, 2Q) output -> (N, h, w, Q): the hinted logits of the images with hints
-    (``hinted`` (N,) bool), the network's own of the others. Other outputs: unchanged."""
-    q = len(ab_bins.gamut_bins())
-    if output.shape[-1] != 2 * q:
-        return output
-    hinted = np.asarray(hinted, bool).reshape(-1, *([1] * (output.ndim - 1)))
-    return np.where(hinted, output[..., :q], output[..., q:])
-
-
 def _regression_loss(kind: str):
     if kind == "huber":
         return keras.losses.Huber(delta=HUBER_DELTA)
@@ -343,13 +279,6 @@ def _hinted_logits(logits, features, local, reference):
     gates = layers.Conv2D(len(SPREAD_FIELDS), 3, padding="same", activation="softplus",
                           bias_initializer=keras.initializers.Constant(1.0), name="hint_gate")(gate_in)   # (B, h, w, K)
     return HintLogits(name="hint_logits", dtype=OUTPUT_DTYPE)([logits, local, gates, reference])
-
-
-def working_encoder_shape(opts: dict, work_shape) -> tuple[int, int]:
-    """The encoder's input size (h, w) for a working size: the run's ratio of encoder size to image size."""
-    h, w = _hw(work_shape)
-    scale = opts["encoder_size"] / opts["image_size"] if "image_size" in opts else ENCODER_SCALE
-    return int(round(h * scale)), int(round(w * scale))
 
 
 def build(image_size: int = 32, work_shape=None, **given) -> keras.Model:
@@ -386,23 +315,3 @@ def build(image_size: int = 32, work_shape=None, **given) -> keras.Model:
     return model
 
 
-def decode(output: np.ndarray, head: str, temperature: float, undo_rebalancing: float = 0.0,
-           rebalancing_weights=None) -> np.ndarray:
-    """Network output -> (..., 2) ab in the LAB encoding (ab + 128) / 255, about [0, 1].
-
-    Classification: softmax, then the annealed mean at ``temperature`` (1: the expectation).
-    Trained with class rebalancing, the head predicts about p(q) w(q) / Z rather than the colors'
-    probability p(q): rare, saturated bins are favored, which is what makes it colorful.
-    ``undo_rebalancing`` u in [0, 1] divides that back out in part (logits - u log w, the weights of
-    config.json's class_rebalancing): at u = 1 and T = 1 the result is the expected color under the
-    estimated p(q), the prediction that minimizes the squared error (the fidelity setting).
-    """
-    if head == "regression":
-        return np.asarray(output, np.float32)
-    logits = np.asarray(output, np.float32)
-    if undo_rebalancing:
-        logits = logits - np.float32(undo_rebalancing) * np.log(np.asarray(rebalancing_weights, np.float32))
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    ab = ab_bins.annealed_mean(probs, ab_bins.gamut_bins(), temperature)
-    return (ab + np.float32(128)) / np.float32(255)

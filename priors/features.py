@@ -82,13 +82,15 @@ _LOADED: dict[tuple, object] = {}
 
 
 def imagenet_encoder(encoder_size):
-    """The whole ImageNet EfficientNet-Lite0 for (E, E, 3) or (h, w, 3) inputs (PriorError when its weights are missing)."""
+    """The whole ImageNet EfficientNet-Lite0 for (E, E, 3) or (h, w, 3) inputs, or inputs of any size for
+    ``encoder_size`` None (PriorError when its weights are missing)."""
     from priors import efficientnet_lite0 as eff
     from priors.torch_checkpoint import CheckpointFormatError, UnsafeCheckpointError
     try:
         # the converted weights where priors.load_backbone keeps them (priors.CACHE_DIR is read now: tests move it)
         return eff.load_efficientnet_lite0(cache_dir=priors.CACHE_DIR / "weights" / "shipped",
-                                           input_shape=(*encoder_hw(encoder_size), 3))
+                                           input_shape=(*((None, None) if encoder_size is None
+                                                            else encoder_hw(encoder_size)), 3))
     except (eff.WeightsUnavailableError, UnsafeCheckpointError, CheckpointFormatError) as err:
         raise PriorError(str(err)) from None
 
@@ -102,20 +104,24 @@ def extractor(encoder_size, taps, allow_random_weights: bool = False):
 
 
 def _build_extractor(encoder_size: int, taps, allow_random_weights: bool):
-    import keras
-
     from priors import efficientnet_lite0 as eff
     if allow_random_weights:
         net = eff.build_efficientnet_lite0((*encoder_hw(encoder_size), 3))
     else:
         net = imagenet_encoder(encoder_size)
+    h, w = encoder_hw(encoder_size)
+    return tap_model(net, taps, name=f"efficientnet_lite0_taps_{h}" + ("" if h == w else f"x{w}"))
+
+
+def tap_model(net, taps, name: str = "efficientnet_lite0_taps"):
+    """Keras model: the encoder ``net``'s input -> [its tap arrays] (TAPS says where each is taken)."""
+    import keras
     outputs = []
     for tap in taps:
-        _, _, name, where = TAPS[tap]
-        layer = net.get_layer(name)
+        _, _, layer_name, where = TAPS[tap]
+        layer = net.get_layer(layer_name)
         outputs.append(layer.input if where == "input" else layer.output)
-    h, w = encoder_hw(encoder_size)
-    return keras.Model(net.input, outputs, name=f"efficientnet_lite0_taps_{h}" + ("" if h == w else f"x{w}"))
+    return keras.Model(net.input, outputs, name=name)
 
 
 def encoder_input(images: np.ndarray, encoder_size, flip: bool = False) -> np.ndarray:

@@ -81,7 +81,7 @@ def _hinted_decode(y, local, reference, temperature: float):
     """A hint run's (B, S, S, 2Q) logits -> (B, S, S, 2) ab encoded: per image, the hinted logits at
     HINTED_TEMPERATURE where it has a hint (a hinted pixel or a reference), else the network's own at
     ``temperature`` (inference.Colorizer's choice, models.effnet_unet.split_output)."""
-    from models.effnet_unet import HINTED_TEMPERATURE
+    from models.effnet_options import HINTED_TEMPERATURE
     q = len(ab_bins.gamut_bins())
     has_points = ops.max(local[..., 2], axis=(1, 2))                           # (B,) 1 where any pixel is hinted
     hinted = ops.maximum(has_points, reference[:, -1])[:, None, None, None]    # (B, 1, 1, 1) in {0, 1}

@@ -22,11 +22,8 @@ the images' own colors, for a run that takes them); the difference goes into the
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +32,9 @@ import numpy as np
 from core import colorspace, hints as core_hints
 from dataset import SAMPLE_DIR, load_images
 from inference import Colorizer
+# the network in inference mode, and the converters' logs kept out of the terminal: shared with the lean path
+from inference.lean import inference_model, quiet_native_logs
 from serving import card as cards
-from serving.colorgraph import bake
 
 
 class ExportError(Exception):
@@ -103,26 +101,13 @@ def exportable(colorizer: Colorizer, bake_color: bool = False):
     Keras 3.15's ONNX export refuses a model that was never called ("The model provided has never
     called"), even a built functional one, so one zero batch goes through first.
     """
+    from serving.colorgraph import bake   # Keras ops: imported when exporting, not by export.py's checks
     try:
         model = bake(colorizer) if bake_color else inference_model(colorizer.network)
     except ValueError as err:   # an encoding bake() does not know
         raise ExportError(str(err)) from None
     model.predict_on_batch(_feed([np.zeros((1, *spec_shape(t)), np.float32) for t in model.inputs]))
     return model
-
-
-def inference_model(network):
-    """``network`` called with ``training=False``, as a model of the same inputs, outputs and name.
-
-    Keras' export traces ``model.__call__`` without ``training``. For a decoder with BatchNormalization
-    (issue 9's effnet_unet, on its branch) the ONNX path then received the layer's moving-statistics
-    updates ("TF freezing failed" in tf2onnx) and its output differed from Keras by up to 10.8;
-    called in inference mode explicitly, by 7.6e-6.
-    """
-    import keras
-    inputs = [keras.Input(spec_shape(t), name=n) for t, n in zip(network.inputs, input_names(network))]
-    outputs = network(inputs if len(inputs) > 1 else inputs[0], training=False)
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=network.name)
 
 
 def spec_shape(tensor) -> tuple[int, ...]:
@@ -220,7 +205,7 @@ def export_model(model, fmt: Format, out: Path) -> None:
         kwargs["input_signature"] = [specs] if len(specs) > 1 else specs
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with _quiet_native_logs():
+        with quiet_native_logs():
             model.export(str(out), format=fmt.keras_format, verbose=False, **kwargs)
     except Exception as err:   # noqa: BLE001 -- only the converter runs here; its error names the op
         raise ExportError(f"{model.name} cannot be exported to {fmt.name}: {_one_line(err)}") from None
@@ -240,32 +225,6 @@ def _one_line(err: Exception) -> str:
         return f"no builtin op for {', '.join(ops)} ({type(err).__name__})"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{' '.join(first.split())[:300]} ({type(err).__name__})"
-
-
-@contextlib.contextmanager
-def _quiet_native_logs():
-    """Keep the converters' log lines (hundreds, on file descriptor 2) out of the terminal.
-
-    A failure still raises (and becomes one ExportError line); EXPORT_DEBUG=1 then also prints the
-    converter's log.
-    """
-    import sys
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            log = captured.read().decode(errors="replace")
-            if os.environ.get("EXPORT_DEBUG"):
-                sys.stderr.write(log)
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 # ---- running ------------------------------------------------------------------------------

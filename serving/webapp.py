@@ -48,7 +48,7 @@ RESULT_NAME = re.compile(r"^[0-9a-f]{32}$")
 MAX_TEMPERATURE = 10.0     # a bound against typos: far above 1 the annealed mean tends to the plain mean
 MAX_POINTS = 256           # color hints per re-colorization
 SOURCE_NAME = "source"     # the original upload, kept in a result's folder when its run takes hints
-REFERENCE_NAME = "reference.npy"   # the result's current reference: its core.hints distribution (Q,)
+REFERENCE_NAME = "reference.npz"   # the result's current reference: its core.hints.Reference arrays
 
 
 class ApiError(Exception):
@@ -80,8 +80,9 @@ class Result:
 class Demo:
     """State of one demo server: the runs it offers, loaded colorizers, the result folder."""
 
-    def __init__(self, choices: list[RunChoice], work_dir: Path):
+    def __init__(self, choices: list[RunChoice], work_dir: Path, runtime: str | None = None):
         self.choices = {c.key: c for c in choices}
+        self.runtime = runtime   # inference.lean.choose's: None is $COLORIZE_RUNTIME, else auto (ONNX Runtime)
         self.work_dir = Path(work_dir)
         self._colorizers: dict[str, Colorizer] = {}   # loaded on first use, kept
         # One colorization at a time: every request shares a run's Colorizer (and the temperature set on it).
@@ -89,7 +90,7 @@ class Demo:
 
     def colorizer(self, choice: RunChoice) -> Colorizer:
         if choice.key not in self._colorizers:
-            self._colorizers[choice.key] = Colorizer.from_run(choice.run_dir)
+            self._colorizers[choice.key] = Colorizer.from_run(choice.run_dir, runtime=self.runtime)
         return self._colorizers[choice.key]
 
     def _decoding(self, choice: RunChoice, temperature: float | None, faithful: bool) -> Colorizer:
@@ -156,7 +157,8 @@ class Demo:
             except photos.InputError as err:
                 raise ApiError(400, _one_line(str(err).replace(str(path), name))) from None
         elif keep_reference and (folder / REFERENCE_NAME).is_file():
-            dist = np.load(folder / REFERENCE_NAME, allow_pickle=False)
+            with np.load(folder / REFERENCE_NAME, allow_pickle=False) as stored:
+                dist = core_hints.Reference(stored["distribution"], stored["pixels"])
         with self._lock:
             colorizer = self._decoding(choice, temperature, faithful)
             if not getattr(colorizer, "takes_hints", False):
@@ -167,7 +169,7 @@ class Demo:
             photos.save_png(colorized, folder / "colorized.png")
             photos.save_png(photos.side_by_side(gray, colorized), photos.compare_path(folder / "colorized.png"))
             if dist is not None:
-                np.save(folder / REFERENCE_NAME, np.asarray(dist, np.float32), allow_pickle=False)
+                np.savez(folder / REFERENCE_NAME, **dist._asdict())
             else:
                 (folder / REFERENCE_NAME).unlink(missing_ok=True)
         version = uuid.uuid4().hex[:12]   # a new address per version: the browser does not show a cached image
@@ -223,10 +225,11 @@ def _temperature(text: str, default: float) -> float | None:
     return value if 0 < value <= MAX_TEMPERATURE else None
 
 
-def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 64, max_files: int = 16) -> Flask:
+def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 64, max_files: int = 16,
+               runtime: str | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2 ** 20)
-    demo = Demo(choices, work_dir)
+    demo = Demo(choices, work_dir, runtime)
     example_files = examples()
     app.config["DEMO"] = demo
 

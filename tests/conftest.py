@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tools' default runtime is "auto" (ONNX Runtime, its files made with Keras on first use: seconds per
+# run and working size). The suite's throwaway runs would each pay that, so tests run Keras unless they
+# ask for ONNX themselves (tests/test_lean.py); subprocesses inherit this.
+os.environ["COLORIZE_RUNTIME"] = "keras"
 
 import subprocess
 import sys

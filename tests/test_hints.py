@@ -40,6 +40,24 @@ def test_reference_distribution_and_global_vector():
         hints.global_vector(np.ones(10))
 
 
+def test_match_reference_takes_the_references_quantiles_keeping_order_and_ties():
+    rng = np.random.default_rng(0)
+    ab = rng.normal(0, 5, (20, 30, 2)).astype(np.float32)
+    ab[0, :5] = 3.0                                             # ties
+    ref = np.stack([np.linspace(-60, 60, 500), np.full(500, 20.0)], axis=1)
+    full = hints.match_reference(ab, ref, share=1.0)
+    assert np.allclose(full[..., 1], 20.0)                      # a constant reference channel
+    assert full[..., 0].min() >= -60 and full[..., 0].max() <= 60 and full[..., 0].std() > 30   # spread to the reference's
+    order = np.argsort(ab[..., 0].ravel(), kind="stable")
+    assert np.all(np.diff(full[..., 0].ravel()[order]) >= 0)    # monotone
+    assert np.unique(full[0, :5, 0]).size == 1                  # equal values stay equal
+    np.testing.assert_allclose(hints.match_reference(ab, ref, share=0.0), ab)
+    np.testing.assert_allclose(hints.match_reference(ab, ref, share=0.5), 0.5 * full + 0.5 * ab, atol=1e-5)
+    image = rng.integers(0, 256, (40, 50, 3), np.uint8)
+    r = hints.reference(image)
+    assert r.distribution.shape == (hints.n_bins(),) and r.pixels.shape == (40 * 50, 2)
+
+
 def test_simulated_points_take_the_originals_patch_color_and_are_seeded():
     ab = np.zeros((32, 32, 2), np.float32)
     ab[:, 16:] = (40, -30)
