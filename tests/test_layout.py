@@ -30,7 +30,7 @@ LAYERS = {
     "training": 4, "evaluation": 4, "serving": 4,
     "cli": 5, "benchmarks": 5,
 }
-SCRIPTS = {"train", "predict", "evaluate", "compare", "colorize", "bench", "export", "demo", "photoset"}
+SCRIPTS = {"train", "predict", "evaluate", "compare", "colorize", "bench", "export", "demo", "photoset", "videoset"}
 SCRIPT_LAYER = max(LAYERS.values()) + 1
 
 
