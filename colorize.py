@@ -1,4 +1,4 @@
-"""Colorize photos of any size at full resolution: python colorize.py photo.jpg folder/ ...
+"""Colorize photos of any size at full resolution, and video clips: python colorize.py photo.jpg clip.mp4 folder/ ...
 
 Without -m, the shipped model (effnet_unet; its trained run ships in pretrained/effnet_unet, used
 when you have no run of your own under runs/effnet_unet).
@@ -17,10 +17,20 @@ Outputs are PNGs: <out>/<stem>.png (files found in a folder keep their sub-folde
 --compare additionally <out>/<stem>-compare.png = [gray input | colorized] side by side.
 Color inputs are turned gray first, so the model only sees L.
 
-Bad inputs (missing, not an image, truncated, above MAX_PIXELS, decompression bombs) are reported
-one per line, naming the file; the others are still processed. Exit status: 0 when every file
-was colorized, 1 when any failed, 2 for usage errors (bad options, no usable run). SIGTERM, SIGINT
-(Ctrl-C) or SIGHUP stop after the image in progress, keeping every output written (128 + signal).
+Video clips (mp4, mkv, webm, mov, avi, animated GIF), given or found in folders, are colorized frame
+by frame into the same container, <out>/<stem><suffix> (same size, frame count and rate; audio copied),
+with a progress line on stderr (frames, fps, time left). Colors are carried along the motion between
+frames, so they do not flicker; --no-stabilize colorizes each frame alone (for comparison). Hints
+apply to a clip too: --reference for every frame, points in the first frame's pixels (then carried
+along the motion; dropped at a scene cut). --compare is for photos: it is ignored for clips, with a
+note. How, and what was measured: inference/video.py, docs/video.md.
+
+Bad inputs (missing, not an image, truncated, above MAX_PIXELS, decompression bombs; a damaged or
+truncated clip, whose frames before the damage are still written) are reported one per line, naming
+the file; the others are still processed. Exit status: 0 when every file was colorized, 1 when any
+failed, 2 for usage errors (bad options, no usable run, a bad hints file). SIGTERM, SIGINT (Ctrl-C) or
+SIGHUP stop after the image in progress, or a clip after its frame in progress (the clip closed and
+playable, said so), keeping every output written (128 + signal).
 """
 from __future__ import annotations
 
@@ -48,19 +58,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-m", "--model", default=SHIPPED_MODEL, metavar="NAME",
                    help=f"one of: {', '.join(MODEL_NAMES)} (default: %(default)s, whose trained run ships with the code)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
-                   help="image files, or folders searched recursively for images")
+                   help="image and video files (mp4, mkv, webm, mov, avi, animated GIF), or folders searched "
+                        "recursively for them")
     p.add_argument("--run-dir", type=Path, default=None, help="run folder (default: the latest run of the model)")
     p.add_argument("--out", type=Path, default=runs.ROOT / "results" / "colorized",
                    help="output folder (default: results/colorized)")
     p.add_argument("--label", choices=CLASS_NAMES, default=None, metavar="CLASS",
                    help=f"fusion_label: the class of every input, one of {', '.join(CLASS_NAMES)}")
     p.add_argument("--compare", action="store_true",
-                   help="also write <stem>-compare.png: [gray input | colorized] side by side")
+                   help="photos: also write <stem>-compare.png: [gray input | colorized] side by side "
+                        "(ignored for clips)")
     p.add_argument("--hints", type=Path, default=None, metavar="FILE",
                    help="color hints for the (one) input: JSON with points (x, y, color, radius) and a reference image; "
-                        "for a folder, STEM.hints.json beside an image applies to it")
+                        "for a folder, STEM.hints.json beside an image or clip applies to it; a clip's points are "
+                        "in its first frame's pixels")
     p.add_argument("--reference", type=Path, default=None, metavar="IMAGE",
-                   help="a color image whose colors guide every input (a global hint)")
+                   help="a color image whose colors guide every input (a global hint; every frame of a clip)")
+    p.add_argument("--no-stabilize", action="store_true",
+                   help="clips: colorize each frame alone instead of carrying colors along the motion "
+                        "(for comparison: the colors flicker)")
     p.add_argument("--work-size", type=int, default=None, metavar="N",
                    help=f"the long side of the size the network works at, aspect ratio kept: effnet_unet (default "
                         f"{WORK_LONG_SIDE}; a multiple of 8), unet and gan (a multiple of 32; default: their 32 x 32); "
@@ -90,6 +106,11 @@ def main(argv=None) -> int:
     hint_errors = photos.attach_hints(jobs, args.hints, args.reference)   # before the model loads
     if hint_errors:
         raise photos.HintsError("; ".join(hint_errors))
+    clips = sum(job.video for job in jobs)
+    if clips and args.compare:
+        print(f"note: --compare is for photos: ignored for the {clips} clip(s)")
+    if args.no_stabilize and not clips:
+        print("note: --no-stabilize is for clips: there are none")
     colorizer = load_run(spec.name, args.run_dir, runtime=args.runtime).set_decoding(**decoding(args))
     if colorizer.note:
         print(colorizer.note)
@@ -102,14 +123,22 @@ def main(argv=None) -> int:
     if args.verbose:
         print(describe_runtime(colorizer))
     label = None if args.label is None or spec.prior != "label" else CLASS_NAMES.index(args.label)
-    with GracefulStop("stopping after the current image (the images written so far are complete)") as stop:
-        n_done, failed = photos.colorize_files(colorizer, jobs, label, args.compare, stop, args.work_size)
+    what = ("stopping after the current image or frame (the files written so far are complete; a clip in "
+            "progress is closed, playable, at that frame)" if clips else
+            "stopping after the current image (the images written so far are complete)")
+    with GracefulStop(what) as stop:
+        n_done, failed = photos.colorize_files(colorizer, jobs, label, args.compare, stop, args.work_size,
+                                               stabilize=not args.no_stabilize)
     errors += failed
+    files = "clip(s)" if clips == len(jobs) and clips else "file(s)" if clips else "image(s)"
     if stop.requested:
-        print(f"interrupted by {signal_name(stop.signum)}: colorized {n_done} of {len(jobs)} image(s) into "
-              f"{args.out} (each one complete); run the command again for the rest")
+        cut = [job for job in jobs if job.stats is not None and job.stats.stopped]
+        partial = "".join(f"; {job.out} holds the first {job.stats.frames} frame(s) of {job.source} (closed and "
+                          "playable)" for job in cut)
+        print(f"interrupted by {signal_name(stop.signum)}: colorized {n_done} of {len(jobs)} {files} into "
+              f"{args.out} (each one complete){partial}; run the command again for the rest")
         return 128 + stop.signum
-    print(f"colorized {n_done} of {len(jobs)} image(s) with {run_dir} into {args.out}"
+    print(f"colorized {n_done} of {len(jobs)} {files} with {run_dir} into {args.out}"
           + (f"; {len(errors)} error(s), listed above" if errors else ""))
     return 1 if errors else 0
 

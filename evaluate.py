@@ -13,6 +13,12 @@ the same points, and --reference self (each original its own reference) or FILE 
 *histogram-matched* baseline; on CIFAR-10 data, or with --photos DIR on photos at full resolution
 (evaluation/hinted.py). Writes results/<model>/hints.json (--plot: a figure of PSNR and colorfulness
 against N).
+
+Video clips: --video CLIP [CLIP ...] colorizes each clip in memory (default: with the shipped
+effnet_unet; each frame alone and with stable colors, --modes or --no-stabilize to choose) and
+scores every frame against the original: PSNR, SSIM, colorfulness against the gray baseline,
+flicker between frames (after the known motion, where the clip's videoset JSON is beside it:
+`python videoset.py`) and the warping error (evaluation/video.py). Writes results/<model>/video.json.
 """
 from __future__ import annotations
 
@@ -31,7 +37,8 @@ from core import runs
 from dataset import DataError, image_files, load_data
 from evaluation import metrics
 from inference import HintsNotSupportedError, photos
-from models import get_spec
+from inference.video import Stabilization
+from models import SHIPPED_MODEL, get_spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,16 +63,41 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--max-side", type=int, default=None, metavar="PX",
                    help="--photos: shrink photos whose long side is larger to this first (default: full size)")
     g.add_argument("--work-size", type=int, default=None, metavar="N",
-                   help="--photos: the network's working size (long side; default: colorize.py's)")
+                   help="--photos and --video: the network's working size (long side; default: colorize.py's)")
     g.add_argument("--plot", type=Path, default=None, metavar="PNG", help="with --hints: PSNR and colorfulness against N")
+    v = p.add_argument_group("video clips (docs/video.md)")
+    v.add_argument("--video", nargs="+", type=Path, default=None, metavar="CLIP",
+                   help="score on these clips instead of --data (-m default: effnet_unet): each colorized in memory, "
+                        "per-frame PSNR, SSIM, colorfulness against gray, flicker (known motion: with the clip's "
+                        "videoset JSON beside it) and the warping error; writes results/<model>/video.json")
+    modes = v.add_mutually_exclusive_group()
+    modes.add_argument("--modes", type=_modes, default=None, metavar="MODE[,MODE...]",
+                       help="--video: frame (each frame alone), stable (colors carried along the motion, as "
+                            "colorize.py), photo (the photo path per frame) (default: frame,stable)")
+    modes.add_argument("--no-stabilize", action="store_true", help="--video: frame by frame only (--modes frame)")
+    v.add_argument("--no-warping", action="store_true",
+                   help="--video: leave out the warping error (its optical flows are the slow part)")
+    for name, kind, what in STABILIZATION_ARGS:
+        v.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, metavar="N" if kind is int else "X",
+                       help=f"--video, stable: {what} (default: {getattr(Stabilization(), name):g})")
     add_compare_args(p)
     args = p.parse_args(argv)
+    video_options = [f"--{n}" for n in ("modes", "no_stabilize", "no_warping", *(a[0] for a in STABILIZATION_ARGS))
+                     if getattr(args, n) not in (None, False)]
+    if args.video:
+        if args.compare or args.hints is not None or args.reference is not None or args.photos or args.plot:
+            p.error("--video goes without --compare, --hints, --reference, --photos and --plot")
+        if args.model is None:
+            args.model = SHIPPED_MODEL
+        args.modes = ("frame",) if args.no_stabilize else args.modes or ("frame", "stable")
+    elif video_options:
+        p.error(f"{', '.join(o.replace('_', '-') for o in video_options)}: only with --video")
     if args.compare:
         if args.model or args.run_dir or args.out:
             p.error("--compare evaluates the latest run of each model: use --models, --runs-dir and --out-dir "
                     "instead of -m, --run-dir and --out")
     elif args.model is None:
-        p.error("the following arguments are required: -m/--model (or --compare)")
+        p.error("the following arguments are required: -m/--model (or --compare, or --video)")
     if (args.photos or args.plot) and args.hints is None and args.reference is None:
         p.error("--photos and --plot go with --hints and/or --reference")
     if args.reference not in (None, "self") and not Path(args.reference).is_file():
@@ -77,9 +109,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_early(args) -> list[Path] | None:
     """The mistakes that need no Keras, said before it loads (seconds): the model's name, the data
-    folder, a --photos folder without images. Returns the files of --photos (None without it)."""
+    folder, a --photos folder without images, a --video clip that is missing or not a video (its
+    container read). Returns the files of --photos (None without it)."""
     if not args.compare:
         get_spec(args.model)
+    if args.video:
+        from inference import video
+        for clip in args.video:
+            if not clip.is_file():
+                raise DataError(f"{clip}: no such file")
+            video.probe(clip)     # VideoError (a DataError): one line
+        return None
     if args.compare or args.photos is None:
         check_data(args.data)
         return None
@@ -103,6 +143,8 @@ def main(argv=None) -> int:
     if args.verbose:
         print(describe_runtime(colorizer))
     colorizer.set_decoding(**decoding(args))
+    if args.video:
+        return _video(args, colorizer)
     if args.hints is not None or args.reference is not None:
         return _hinted(args, colorizer, photo_files)
     data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
@@ -121,6 +163,45 @@ def main(argv=None) -> int:
     if settings:
         print("\nsweep (T: temperature, undo: rebalancing undone, gain: chroma gain):")
         print(scoring.sweep_table(result["sweep"], gray_report))
+    print(f"\nwrote {out}")
+    return 0
+
+
+# The Stabilization fields evaluate.py --video can override: (name, type, what it is).
+STABILIZATION_ARGS = (
+    ("carry", float, "weight of the carried color where the flow is trusted"),
+    ("fb_sigma", float, "forward-backward flow error (flow-size pixels) that lowers that weight to 1/e"),
+    ("l_sigma", float, "lightness difference (L units) that lowers that weight to 1/e"),
+    ("cut_l", float, "mean lightness difference above which a scene cut is declared"),
+    ("flow_long_side", int, "long side of the flow and the carried colors"),
+)
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in modes if m not in ("frame", "stable", "photo")]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"expected frame, stable and/or photo (e.g. frame,stable), got {text!r}")
+    return modes
+
+
+def _video(args, colorizer) -> int:
+    """evaluate.py --video: each clip colorized in memory in each mode, scored (evaluation/video.py)."""
+    import dataclasses
+
+    from evaluation import scoring
+    from evaluation import video as vmetrics
+    overrides = {name: getattr(args, name) for name, _, _ in STABILIZATION_ARGS if getattr(args, name) is not None}
+    settings = dataclasses.replace(Stabilization(), **overrides)
+    print(f"scoring {colorizer.run_dir} on {len(args.video)} clip(s), modes {', '.join(args.modes)}"
+          + (f", {', '.join(f'{k} {v}' for k, v in overrides.items())}" if overrides else ""))
+    doc = vmetrics.evaluate_clips(colorizer, args.video, args.modes, args.work_size, settings,
+                                  warping=not args.no_warping, report=lambda line: print(f"  {line}", flush=True))
+    doc = {"model": colorizer.spec.name, "run_dir": str(colorizer.run_dir), "runtime": colorizer.runtime,
+           "decoding": {"temperature": colorizer.temperature, "undo_rebalancing": colorizer.undo_rebalancing},
+           **doc}
+    out = args.out or runs.ROOT / "results" / colorizer.spec.name / "video.json"
+    scoring.write_json(out, vmetrics.json_ready(doc))
     print(f"\nwrote {out}")
     return 0
 

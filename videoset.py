@@ -2,7 +2,8 @@
 
 Pans, a zoom and a pan with a cut over real photos (scikit-image's samples; the photo set's when
 built), each an mp4 with a JSON of every frame's exact transform (evaluation/videoset.py says
-which photos, from where, and the JSON's format). Prints one line per clip.
+which photos, from where, and the JSON's format). Prints one line per clip. Score a run on them with
+``python evaluate.py --video results/videoset/*.mp4`` (docs/video.md).
 """
 from __future__ import annotations
 

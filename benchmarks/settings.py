@@ -32,6 +32,10 @@ class Settings:
     jpeg_size: int = 256
     photo_sizes: tuple[tuple[int, int], ...] = ((1024, 1024), (4000, 3000))
     startup_repeats: int = 3            # startup section: best of this many fresh processes
+    # video section: (target name, width, height, frames) of the pan clips (evaluation/videoset.py); the
+    # targets (benchmarks/video.py) are read by name: 480p and 1080p
+    video_clips: tuple[tuple[str, int, int, int], ...] = (("480p", 854, 480, 48), ("1080p", 1920, 1080, 24))
+    video_repeats: int = 2              # video section: each clip and mode timed this many times, the best kept
 
     def describe(self) -> str:
         """One line for the report."""
@@ -40,7 +44,9 @@ class Settings:
         return (f"{self.name}: train batch sizes {batches} (XLA also at {jit}); {self.warmup} warm-up step(s), "
                 f"median of {self.windows} windows of >= {self.window_s:g} s (>= 1 step); predict batch "
                 f"{self.predict_batch}; prior batch {self.prior_batch}; data {self.png_images} PNGs and "
-                f"{self.jpeg_images} JPEGs x {self.epochs} epochs; colorize median of {self.colorize_repeats}")
+                f"{self.jpeg_images} JPEGs x {self.epochs} epochs; colorize median of {self.colorize_repeats}; "
+                f"video {', '.join(f'{w}x{h} x {n} frames' for _, w, h, n in self.video_clips)}, best of "
+                f"{self.video_repeats}")
 
 
 FULL = Settings("full", (16, 32, 64, 128), (16, 32, 64, 128), warmup=3, windows=5, window_s=3.0,
@@ -48,13 +54,13 @@ FULL = Settings("full", (16, 32, 64, 128), (16, 32, 64, 128), warmup=3, windows=
 
 
 QUICK = Settings("quick", (32, 128), (32,), warmup=1, windows=3, window_s=0.0,
-                 png_images=1000, jpeg_images=100, colorize_repeats=1, fusion_images=512)
+                 png_images=1000, jpeg_images=100, colorize_repeats=1, fusion_images=512, video_repeats=1)
 
 
 SMOKE = Settings("smoke", (4,), (4,), warmup=1, windows=1, window_s=0.0, png_images=40, jpeg_images=6,
                  colorize_repeats=1, default_batch=4, predict_batch=4, prior_batch=2, matmul_n=256,
                  matmul_repeats=1, jpeg_size=64, photo_sizes=((256, 256), (400, 300)), fusion_images=16,
-                 startup_repeats=1)
+                 startup_repeats=1, video_clips=(("480p", 96, 54, 4), ("1080p", 128, 72, 3)), video_repeats=1)
 
 
 @dataclass

@@ -20,6 +20,9 @@ streaming pass (two frames of each held at a time). Frames are (H, W, 3) uint8 R
   frame), and the error the MEAN SQUARED RGB difference on [0, 1] (averaged over the three
   channels, so a third of Lai's sum over channels) over the non-occluded pixels, averaged over the
   pairs. Pairs across a known cut are left out. Reported for the original clip too (its floor).
+
+``python evaluate.py --video CLIP ...`` (:func:`evaluate_clips`) colorizes original clips in memory
+with a run, each frame alone ("frame") and with stable colors ("stable"), and writes these figures.
 """
 from __future__ import annotations
 
@@ -173,11 +176,25 @@ def summary_line(result: dict) -> str:
             f"warping error {f('warp_error', '{:.5f}')} (original {f('warp_error_original', '{:.5f}')})")
 
 
+def json_ready(value):
+    """``value`` with every NaN or infinity (a pair with no pixel to compare) as None, for strict JSON."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def save(result: dict, path: Path) -> None:
-    Path(path).write_text(json.dumps(result, indent=1) + "\n")
+    Path(path).write_text(json.dumps(json_ready(result), indent=1, allow_nan=False) + "\n")
 
 
-# ---- measuring the colorizer on clips: python -m evaluation.video CLIP.mp4 ... -------------------------
+# ---- measuring the colorizer on clips: python evaluate.py --video CLIP.mp4 ... ------------------------
+
+MODES = ("frame", "stable", "photo")
+
 
 def colorized_frames(colorizer, clip: Path, mode: str = "stable", long_side: int | None = None, settings=None):
     """The colorized frames of ``clip``, made in memory (no encoding: the codec's noise stays out of the figures).
@@ -192,49 +209,52 @@ def colorized_frames(colorizer, clip: Path, mode: str = "stable", long_side: int
     return (fc(rgb) for rgb in read_frames(clip))
 
 
-def main(argv=None) -> int:
-    import argparse
+def meta_path(clip: Path) -> Path | None:
+    """The videoset JSON beside a clip (<stem>.json), when there."""
+    path = Path(clip).with_suffix(".json")
+    return path if path.is_file() else None
+
+
+def evaluate_clips(colorizer, clips: list[Path], modes=("frame", "stable"), long_side: int | None = None,
+                   settings=None, warping: bool = True, report=print) -> dict:
+    """Every clip colorized in memory in each mode and scored against itself (:func:`evaluate_clip`); the
+    known-motion figures where a clip's videoset JSON is beside it. ``report``: called with one line per
+    clip and mode (:func:`result_line`). Returns {"clips": {path: {"meta": JSON or None, "modes": {mode:
+    result (with "seconds")}}}, "settings", "work_size", "modes", "warping"}."""
     import dataclasses
     import time
 
     from evaluation.videoset import load_meta
-    from inference.pretrained import load_run
     from inference.video import Stabilization, read_frames
-    p = argparse.ArgumentParser(description="Colorize clips in memory and print their figures (module docstring).")
-    p.add_argument("clips", nargs="+", type=Path, help="original clips (videoset's: their JSON beside them)")
-    p.add_argument("--mode", choices=("stable", "frame", "photo"), nargs="+", default=["frame", "stable"])
-    p.add_argument("--model", default="effnet_unet")
-    p.add_argument("--work-size", type=int, default=None)
-    p.add_argument("--no-warping", action="store_true", help="skip the warping error (its flows are the slow part)")
-    p.add_argument("--json", type=Path, default=None, help="write every result here")
-    for field in dataclasses.fields(Stabilization):
-        if field.type in ("float", "int") and field.name != "preset":
-            p.add_argument(f"--{field.name.replace('_', '-')}", type=float, default=None)
-    args = p.parse_args(argv)
-    overrides = {f.name: (int if f.type == "int" else float)(getattr(args, f.name))
-                 for f in dataclasses.fields(Stabilization) if getattr(args, f.name, None) is not None}
-    settings = dataclasses.replace(Stabilization(), **overrides)
-    colorizer = load_run(args.model)
-    results = {}
-    for clip in args.clips:
-        meta = load_meta(clip) if clip.with_suffix(".json").is_file() else None
-        for mode in args.mode:
+    settings = settings or Stabilization()
+    doc = {"modes": list(modes), "work_size": long_side, "warping": warping,
+           "settings": {k: v for k, v in dataclasses.asdict(settings).items()}, "clips": {}}
+    for clip in map(Path, clips):
+        json_path = meta_path(clip)
+        meta = load_meta(json_path) if json_path is not None else None
+        entry = doc["clips"][str(clip)] = {"meta": None if json_path is None else str(json_path), "modes": {}}
+        for mode in modes:
             t0 = time.perf_counter()
-            r = evaluate_clip(colorized_frames(colorizer, clip, mode, args.work_size, settings), read_frames(clip),
-                              meta, warping=not args.no_warping)
+            r = evaluate_clip(colorized_frames(colorizer, clip, mode, long_side, settings), read_frames(clip),
+                              meta, warping=warping)
             r["seconds"] = time.perf_counter() - t0
-            results[f"{clip.stem}:{mode}"] = r
-            cut = "" if r["psnr_before_cut"] is None else \
-                f"; PSNR before / after the cut {r['psnr_before_cut']:.2f} / {r['psnr_after_cut']:.2f}"
-            print(f"{clip.stem} {mode}: {summary_line(r)}{cut} ({r['seconds']:.0f} s)", flush=True)
-    if args.json:
-        save({"settings": dataclasses.asdict(settings), "work_size": args.work_size, "results": results}, args.json)
-    return 0
+            entry["modes"][mode] = r
+            report(result_line(clip.name, mode, r))
+        frame, stable = entry["modes"].get("frame"), entry["modes"].get("stable")
+        if frame and stable:
+            entry["psnr_stable_minus_frame"] = stable["psnr"] - frame["psnr"]
+            line = f"{clip.name}: PSNR stable - frame {entry['psnr_stable_minus_frame']:+.2f} dB"
+            fx, sx = frame["excess_flicker"], stable["excess_flicker"]
+            if fx is not None and sx is not None and fx > 0:
+                entry["excess_flicker_stable_over_frame"] = sx / fx
+                line += (f", excess flicker stable / frame {sx / fx:.0%}" if sx > 0 else
+                         ", stable's excess flicker below zero (under the original's own flicker)")
+            report(line)
+    return doc
 
 
-if __name__ == "__main__":
-    import os
-    import sys
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # as cli does (a script's package: not importable from here)
-    sys.exit(main())
+def result_line(name: str, mode: str, r: dict) -> str:
+    """One clip in one mode: :func:`summary_line`, the PSNR before and after a cut, the time."""
+    cut = "" if r["psnr_before_cut"] is None else \
+        f"; PSNR before / after the cut {r['psnr_before_cut']:.2f} / {r['psnr_after_cut']:.2f}"
+    return f"{name} {mode}: {r['frames']} frames, {summary_line(r)}{cut} ({r['seconds']:.1f} s)"

@@ -35,7 +35,8 @@ colorfulness drops up to 2.5. The defaults of :class:`Stabilization` were chosen
 lowers the flicker further but costs PSNR after a cut. Speed (2 shared cores, rough): 480p 6 to 21
 fps, 1080p 3.5 to 5.1 fps, most of it the full-size color; memory flat with length (250 MB at 480p).
 
-**Hints.** A reference (its color distribution, core.hints) applies to every frame. Points are
+**Hints.** A reference (its color distribution, core.hints) applies to every frame (without points,
+each frame's colors are also moved toward its a, b histograms, as for a photo). Points are
 given for frame 0 in its pixels and carried forward along the flow (each moved by the forward flow
 at its place), dropped when they leave the frame and all at a scene cut.
 
@@ -565,7 +566,9 @@ class FrameColorizer:
     """Colorizes one clip's frames in order: ``out = fc(rgb)``, (H, W, 3) uint8 -> (H, W, 3) uint8.
 
     ``points``: core.hints.Point hints in frame 0's pixels (carried forward); ``reference``: a color
-    image (h, w, 3) uint8 or its (Q,) distribution, the global hint of every frame; ``long_side``:
+    image (h, w, 3) uint8 or its core.hints.Reference (the global hint of every frame, and without points
+    the frames' colors moved toward its a, b histograms, as colorize_photo does), or its (Q,)
+    distribution alone (the global hint, no matching); ``long_side``:
     the network's working size (Colorizer.working_shape); ``stabilize``: carry colors along the flow
     (False: each frame alone, same upsampling); ``label``: fusion_label's class. ``cuts`` lists the
     frames where a scene cut reset the colors; ``timings`` the seconds spent per step ("lightness":
@@ -576,10 +579,18 @@ class FrameColorizer:
                  stabilize: bool = True, label: int | None = None, settings: Stabilization = Stabilization()):
         self.colorizer = colorizer
         self.points = tuple(points)
-        self.dist = None
-        if reference is not None:
+        self.dist, self.ref_pixels = None, None
+        if isinstance(reference, core_hints.Reference):
+            self.dist, self.ref_pixels = reference
+        elif reference is not None:
             reference = np.asarray(reference)
-            self.dist = reference if reference.ndim == 1 else core_hints.reference_distribution(reference)
+            if reference.ndim == 1:
+                self.dist = reference
+            else:
+                self.dist, self.ref_pixels = core_hints.reference(reference)
+        # matched to the reference's histograms only without points, as colorize_photo does; decided for the
+        # whole clip (points carried out of the frame or ended by a cut do not switch it on mid-clip)
+        self.match = self.ref_pixels is not None and not self.points
         self.long_side = long_side
         self.stabilize = stabilize
         self.labels = None if label is None else np.array([label])
@@ -641,7 +652,7 @@ class FrameColorizer:
         hint_inputs = None
         if self.points or self.dist is not None:
             hint_inputs = HintInputs(core_hints.local_planes(self.points, full_hw, shape)[None],
-                                     core_hints.global_vector(self.dist)[None])
+                                     core_hints.global_vector(self.dist)[None], [self.ref_pixels] if self.match else None)
         colored = self.colorizer.colorize(small[None], self.labels, hints=hint_inputs)[0]   # (h, w, 3) [0, 1]
         return colorspace.rgb_to_lab(colored)[..., 1:]
 

@@ -134,7 +134,8 @@ def test_collect_jobs_reports_missing_and_empty_and_keeps_names_unique(tmp_path)
     out = tmp_path / "out"
     jobs, errors = photos.collect_jobs([a / "x.png", b / "x.jpg", a, tmp_path / "missing.png", empty], out)
     assert errors == [f"{tmp_path / 'missing.png'}: no such file or folder",
-                      f"{empty}: no image files (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) in this folder"]
+                      f"{empty}: no image or video files (.avi, .bmp, .gif, .jpeg, .jpg, .mkv, .mov, .mp4, .png, .tif, "
+                      ".tiff, .webm, .webp) in this folder"]
     # a/x.png given twice (alone and in its folder) is done once; b/x.jpg must not overwrite it
     assert [(j.source, j.out) for j in jobs] == [(a / "x.png", out / "x.png"), (b / "x.jpg", out / "x-2.png"),
                                                  (a / "deep" / "y.png", out / "deep" / "y.png")]
@@ -192,3 +193,139 @@ def test_fit_gamut_keeps_lightness_and_hue_and_leaves_sRGB_colors_alone():
     np.testing.assert_allclose(fitted[:3, 1] * wild[:3, 2], fitted[:3, 2] * wild[:3, 1], atol=1e-3)   # same hue
     back = colorspace.rgb_to_lab(colorspace.lab_to_rgb(fitted))
     assert np.abs(back[:, 0] - wild[:, 0]).max() < 0.05           # so lab_to_rgb no longer shifts L
+
+
+# ---- video clips ---------------------------------------------------------------------------------
+
+SHIPPED_RUN = ROOT / "pretrained" / "effnet_unet"   # explicit: a local runs/effnet_unet would be taken first
+
+
+def videoset_clip(folder, name="pan", size=(48, 32), frames=6):
+    """A small clip of evaluation/videoset (its JSON beside it): 24 fps, h264."""
+    from evaluation import videoset
+    plan = videoset.clip_plan(size, frames, photoset=None)[name]
+    return videoset.write_clip(name, plan, folder, size, 24)
+
+
+def truncated_clip(path, frames=24, size=(48, 32)):
+    """An mp4 of noisy frames (each about as many bytes as the next) cut to half its bytes."""
+    from fractions import Fraction
+    from inference import video
+    rng = np.random.default_rng(0)
+    full = path.with_name("full-" + path.name)
+    with video.ClipWriter(full, *size, Fraction(24)) as writer:
+        for _ in range(frames):
+            writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    data = full.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    full.unlink()
+    return path
+
+
+def clip_facts(path):
+    """(width, height, rate, frames decoded) of a clip."""
+    from inference import video
+    info = video.probe(path)
+    return info.width, info.height, info.rate, sum(1 for _ in video.read_frames(path))
+
+
+def test_colorize_does_a_clip_and_a_photo_of_one_folder(tmp_path):
+    pytest.importorskip("av")
+    folder, out = tmp_path / "in", tmp_path / "out"
+    (folder / "clips").mkdir(parents=True)
+    clip = videoset_clip(folder / "clips")
+    Image.open(SAMPLE / "val" / "img-10-horse.png").convert("RGB").resize((60, 40)).save(folder / "photo.png")
+    result = subprocess.run([sys.executable, "colorize.py", "--run-dir", str(SHIPPED_RUN), str(folder), "--out", str(out),
+                             "--compare"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: --compare is for photos: ignored for the 1 clip(s)" in result.stdout
+    assert "colorized 2 of 2 file(s)" in result.stdout
+    assert "pan.mp4: 6/6 frames (100%)" in result.stderr and "fps" in result.stderr      # the progress line
+    colored = out / "clips" / "pan.mp4"                       # the folder's structure, the clip's container
+    assert clip_facts(colored) == clip_facts(clip) == (48, 32, 24, 6)
+    from inference import video
+    first = next(iter(video.read_frames(colored))).astype(int)
+    assert np.abs(first - first.mean(-1, keepdims=True)).mean() > 1      # it has color
+    assert (out / "photo.png").is_file() and (out / "photo-compare.png").is_file()
+    assert not (out / "clips" / "pan-compare.mp4").exists()
+
+
+def test_a_truncated_clip_is_one_error_line_and_the_other_input_is_still_done(tmp_path):
+    pytest.importorskip("av")
+    good = videoset_clip(tmp_path)
+    bad = truncated_clip(tmp_path / "bad.mp4")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "colorize.py", "--run-dir", str(SHIPPED_RUN), str(bad), str(good),
+                             "--out", str(out), "--no-stabilize"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {bad}: damaged") and "Traceback" not in result.stderr
+    assert "truncated" in errors[0] and "playable" in errors[0]
+    assert "colorized 1 of 2 clip(s)" in result.stdout
+    assert clip_facts(out / "pan.mp4") == (48, 32, 24, 6)
+    written = int(errors[0].split("wrote the ")[1].split(" frames")[0])
+    assert 0 < written < 24 and clip_facts(out / "bad.mp4")[3] == written   # the part before the damage: playable
+
+
+def test_a_hint_outside_the_clips_frame_is_refused_before_any_work(tmp_path, capsys):
+    pytest.importorskip("av")
+    from cli import errors as cli
+
+    clip = videoset_clip(tmp_path)
+    (tmp_path / "pan.hints.json").write_text('{"points": [{"x": 50, "y": 10, "color": "#ff0000"}]}')
+    out = tmp_path / "out"
+    assert cli.run_main(colorize.main, [str(clip), "--out", str(out), "--run-dir", str(tmp_path / "no-run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "pan.hints.json: point 0 (x 50, y 10) is outside the first frame of pan.mp4 (48 x 32 pixels)" in err
+    assert not out.exists()                     # refused before the run is looked for: nothing written
+
+
+def test_clip_hints_are_read_and_checked_against_the_clips_size(tmp_path):
+    pytest.importorskip("av")
+    clip = videoset_clip(tmp_path)
+    (tmp_path / "ref.png").write_bytes((SAMPLE / "val" / "img-10-horse.png").read_bytes())
+    (tmp_path / "pan.hints.json").write_text('{"points": [{"x": 47, "y": 31, "color": "#ff0000"}], '
+                                             '"reference": "ref.png"}')
+    jobs, errors = photos.collect_jobs([clip], tmp_path / "out")
+    assert not errors and photos.attach_hints(jobs) == []
+    hints = jobs[0].hints
+    assert jobs[0].video and len(hints.points) == 1 and hints.reference is not None
+
+
+def test_collect_jobs_names_clips_by_their_container(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("x.mp4", "x.png", "y.MKV", "z.webm"):
+        (folder / name).write_bytes(b"")       # names only: nothing is read but GIFs
+    Image.new("RGB", (8, 8)).save(folder / "still.gif")
+    Image.new("RGB", (8, 8)).save(folder / "anim.gif", save_all=True, append_images=[Image.new("RGB", (8, 8), "red")])
+    jobs, errors = photos.collect_jobs([folder], tmp_path / "out")
+    assert not errors
+    assert {j.source.name: (j.out.name, j.video) for j in jobs} == {
+        "x.mp4": ("x.mp4", True), "x.png": ("x.png", False), "y.MKV": ("y.mkv", True), "z.webm": ("z.webm", True),
+        "still.gif": ("still.png", False), "anim.gif": ("anim.gif", True)}
+    jobs, _ = photos.collect_jobs([folder / "x.mp4"], folder)   # writing beside the input never overwrites it
+    assert jobs[0].out == folder / "x-2.mp4"
+
+
+def test_sigterm_during_a_clip_closes_it_playable_and_says_so(tmp_path):
+    pytest.importorskip("av")
+    import os
+    import signal
+
+    clip = videoset_clip(tmp_path, frames=8)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLORIZE_TEST_PAUSE": "colorize-frame@3",
+           "COLORIZE_TEST_PAUSE_SECONDS": "2"}
+    proc = subprocess.Popen([sys.executable, "colorize.py", "--run-dir", str(SHIPPED_RUN), str(clip), "--out", str(out)],
+                            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("test-pause: colorize-frame"):
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait(300) == 128 + signal.SIGTERM, "".join(lines)
+    output = "".join(lines)
+    assert "stopped after 3 frame(s), the clip closed and playable" in output
+    assert f"{out / 'pan.mp4'} holds the first 3 frame(s) of {clip} (closed and playable)" in output
+    assert clip_facts(out / "pan.mp4") == (48, 32, 24, 3)

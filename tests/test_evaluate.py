@@ -126,3 +126,37 @@ def test_compare_with_no_runs_lists_all_as_skipped(tmp_path, capsys):
     assert doc["models"] == {} and set(doc["skipped"]) == {"unet", "autoencoder"}
     page = (out / "comparison.md").read_text()
     assert "| gray baseline |" in page and "only the gray baseline" in capsys.readouterr().out
+
+
+def test_evaluate_video_writes_flicker_figures_for_a_videoset_clip(tmp_path):
+    pytest.importorskip("av")
+    from conftest import ROOT
+    from evaluation import videoset
+
+    plan = videoset.clip_plan((64, 36), 6, photoset=None)
+    pan = videoset.write_clip("pan", plan["pan"], tmp_path, (64, 36), 24)
+    cut = videoset.write_clip("cut", plan["cut"], tmp_path, (64, 36), 24)
+    plain = tmp_path / "plain" / "pan.mp4"                       # the same clip without its JSON: no known motion
+    plain.parent.mkdir()
+    plain.write_bytes(pan.read_bytes())
+    out = tmp_path / "video.json"
+    result = run("evaluate.py", "--video", str(pan), str(cut), str(plain), "--run-dir", str(ROOT / "pretrained" / "effnet_unet"),
+                 "--out", str(out))
+    doc = json.loads(out.read_text())                           # strict JSON (no NaN)
+    assert doc["model"] == "effnet_unet" and doc["modes"] == ["frame", "stable"] and doc["settings"]["carry"] == 0.9
+    clips = doc["clips"]
+    assert set(clips) == {str(pan), str(cut), str(plain)} and clips[str(pan)]["meta"] == str(pan.with_suffix(".json"))
+    for mode in ("frame", "stable"):
+        r = clips[str(pan)]["modes"][mode]
+        assert r["frames"] == 6 and len(r["per_frame"]["psnr"]) == 6 and len(r["per_frame"]["flicker"]) == 5
+        assert 0 < r["flicker"] and r["excess_flicker"] == pytest.approx(r["flicker"] - r["flicker_original"])
+        assert 0 < r["warp_error"] < 0.1 and 5 < r["psnr"] < 60 and r["psnr_gray"] > 5
+    assert clips[str(cut)]["modes"]["stable"]["cuts"] == [3] and clips[str(cut)]["modes"]["stable"]["psnr_after_cut"]
+    unknown = clips[str(plain)]["modes"]["stable"]
+    assert clips[str(plain)]["meta"] is None and unknown["flicker"] is None and unknown["warp_error"] > 0
+    assert "excess flicker" in result.stdout and "PSNR stable - frame" in result.stdout and str(out) in result.stdout
+    # --no-stabilize: frame by frame only
+    run("evaluate.py", "--video", str(pan), "--no-stabilize", "--no-warping", "--run-dir",
+        str(ROOT / "pretrained" / "effnet_unet"), "--out", str(out))
+    doc = json.loads(out.read_text())
+    assert list(doc["clips"][str(pan)]["modes"]) == ["frame"] and doc["clips"][str(pan)]["modes"]["frame"]["warp_error"] is None

@@ -50,11 +50,12 @@ class _Refuse(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 sys.meta_path.insert(0, _Refuse())
 '''.replace("{MARK}", MARK)
 
-SCRIPTS = ("train", "predict", "evaluate", "compare", "colorize", "bench", "export", "demo", "photoset", "dataset")
+SCRIPTS = ("train", "predict", "evaluate", "compare", "colorize", "bench", "export", "demo", "photoset", "dataset",
+           "videoset")
 # What each script needs besides the option under test, so that argparse gets to that option.
 REQUIRED = {"train": ["-m", "unet"], "predict": ["-m", "unet"], "evaluate": ["-m", "unet"], "compare": [],
             "colorize": ["photo.jpg"], "bench": [], "export": ["-m", "unet", "--format", "onnx", "--out", "x.onnx"],
-            "demo": [], "photoset": [], "dataset": ["download"]}
+            "demo": [], "photoset": [], "dataset": ["download"], "videoset": []}
 MISSING = "no-such-folder-for-test-startup"   # relative to the repository root, where the scripts run
 # Mistakes found in main, past argparse: one line "error: ..." on stderr, exit code 2, no framework loaded.
 USER_MISTAKES = [
@@ -67,6 +68,8 @@ USER_MISTAKES = [
     ("evaluate", ["-m", "unet", "--data", MISSING], f"{MISSING}: no such folder"),
     ("evaluate", ["-m", "effnet_unet", "--hints", "5", "--photos", MISSING], f"{MISSING}: no image files"),
     ("evaluate", ["--compare", "--models", "unet,nosuchmodel"], "unknown model 'nosuchmodel'"),
+    ("evaluate", ["--video", f"{MISSING}.mp4"], f"{MISSING}.mp4: no such file"),
+    ("evaluate", ["--video", "README.md"], "README.md: not a readable video"),
     ("compare", ["--models", "nosuchmodel"], "unknown model 'nosuchmodel'"),
     ("compare", ["--data", MISSING], f"{MISSING}: no such folder"),
     ("colorize", ["-m", "nosuchmodel", "photo.jpg"], "unknown model 'nosuchmodel'"),
@@ -81,6 +84,10 @@ ARGPARSE_MISTAKES = [
     ("bench", ["--models", "nosuchmodel"], "invalid choice: 'nosuchmodel'"),
     ("bench", ["--sections", "nosuchsection"], "unknown nosuchsection"),
     ("photoset", ["--max-side", "-1"], "--max-side must be 0"),
+    ("videoset", ["--size", "8x8"], "at least 16 x 16"),
+    ("evaluate", ["--video", "clip.mp4", "--modes", "slow"], "expected frame, stable and/or photo"),
+    ("evaluate", ["--video", "clip.mp4", "--compare"], "--video goes without --compare"),
+    ("evaluate", ["-m", "unet", "--no-stabilize"], "--no-stabilize: only with --video"),
     ("demo", ["--max-files", "0"], "must be positive"),
     ("train", ["-m", "unet", "--mixed-precision", "float8"], "invalid choice: 'float8'"),
 ]

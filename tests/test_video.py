@@ -336,3 +336,36 @@ def test_shipped_run_colorizes_a_tiny_clip(tmp_path):
     assert stats.frames == 4 and len(out) == 4 and out[0].shape == (36, 64, 3)
     chroma = np.abs(out[0].astype(int) - out[0].mean(-1, keepdims=True)).mean()
     assert chroma > 1
+
+
+def test_a_reference_is_matched_as_for_photos_only_without_points():
+    frames, _ = pan_frames(n=2)
+    ref = core_hints.reference(frames[0])
+    fake = NoisyColorizer()
+    fc = video.FrameColorizer(fake, reference=ref)
+    fc(frames[0])
+    assert fake.hints[-1].reference_ab is not None and fake.hints[-1].reference_ab[0] is ref.pixels
+    with_point = video.FrameColorizer(fake, points=[core_hints.point(10, 10, (200, 40, 40))], reference=ref)
+    with_point(frames[0])
+    assert fake.hints[-1].reference_ab is None and fake.hints[-1].reference[0, -1] == 1
+    only_dist = video.FrameColorizer(fake, reference=ref.distribution)
+    only_dist(frames[0])
+    assert fake.hints[-1].reference_ab is None
+
+
+# ---- the benchmark's section -----------------------------------------------------------------------
+
+def test_bench_video_section_runs_with_the_smoke_settings(tmp_path):
+    from benchmarks import video as bench_video
+    from benchmarks.settings import SMOKE, Context
+
+    ctx = Context(SMOKE, (), (), ["--smoke"], tmp_path)
+    rows = bench_video.bench_video(ctx)
+    assert [(r.item.split(":")[0], r.setting.split(",")[0]) for r in rows] == [
+        ("480p", "stable"), ("480p", "frame"), ("1080p", "stable"), ("1080p", "frame")]
+    assert all(r.result.endswith(" fps") and float(r.result.split()[0]) > 0 and "peak RSS" in r.notes for r in rows)
+    assert [line.split(":")[0] for line in ctx.summary] == ["video 480p (96x54)", "video 1080p (128x72)", "video memory"]
+    assert all(line.endswith(("PASS", "FAIL")) for line in ctx.summary)
+    assert ctx.summary[-1].endswith("PASS")      # the child's own peak (not the test process's, inherited)
+    w, h, n = SMOKE.video_clips[0][1:]
+    assert sum(1 for _ in video.read_frames(tmp_path / "video" / f"pan-{w}x{h}-{n}.mp4")) == n
