@@ -6,6 +6,10 @@ and get [gray | colorized] side by side at the photo's full resolution, with a d
 the colorized image. It colorizes exactly as colorize.py does (inference.photos). Oversized or
 invalid uploads are refused with a message on the page.
 
+Or upload a clip (mp4, webm, mov, mkv, avi, animated GIF; at most --max-video-frames frames): it is
+colorized in the background (inference.video, stable colors), the page shows its progress and then
+plays the result, with a download link.
+
 With a run trained with color hints (train.py --hints), each result also gets an editor: click the
 colorized image to add a colored point (its color picker starts at the predicted color), remove
 points, add a reference image; the photo is colorized again after each change, in place.
@@ -41,10 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--run-dir", type=Path, action="append", default=[], help="also offer this run (repeatable)")
     p.add_argument("--max-upload-mb", type=float, default=64, help="largest upload, all images together (default: %(default)s)")
     p.add_argument("--max-files", type=int, default=16, help="most images per upload (default: %(default)s)")
+    p.add_argument("--max-video-frames", type=int, default=600,
+                   help="longest clip, in frames: longer ones are refused (default: %(default)s)")
     add_runtime_args(p, verbose=False)
     args = p.parse_args(argv)
-    if args.max_upload_mb <= 0 or args.max_files < 1:
-        p.error("--max-upload-mb and --max-files must be positive")
+    if args.max_upload_mb <= 0 or args.max_files < 1 or args.max_video_frames < 1:
+        p.error("--max-upload-mb, --max-files and --max-video-frames must be positive")
     return args
 
 
@@ -62,7 +68,7 @@ def main(argv=None) -> int:
     atexit.register(shutil.rmtree, work_dir, True)
     from werkzeug.serving import make_server   # the web stack (Flask), only now that the runs are found
     from serving.webapp import create_app
-    app = create_app(choices, work_dir, args.max_upload_mb, args.max_files, args.runtime)
+    app = create_app(choices, work_dir, args.max_upload_mb, args.max_files, args.runtime, args.max_video_frames)
     server = make_server(args.host, args.port, app, threaded=True)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
     for c in choices:

@@ -6,6 +6,8 @@
 - ``compute``: sections peak, train, predict, prior, fusion_epochs.
 - ``pipeline``: sections data (CifarGenerator against the original loop) and colorize.
 - ``backends``: the backends section, each backend in a ``bench.py --worker`` subprocess.
+- ``startup``: the startup section: fresh processes of every script, per runtime (ONNX Runtime, Keras).
+- ``video``: the video section: clips colorized end to end in a child process, per stage.
 - ``report``: the machine's description and the BENCHMARKS.md section.
 
 May import: every package below it (``core`` ... ``inference``, ``training``); not ``cli``.
@@ -42,6 +44,12 @@ backends  unet training at batch 32 under each Keras backend of --backends that 
           kernel variants beside the project's default (TF_ENABLE_ONEDNN_OPTS=1, set by cli/__init__.py):
           TensorFlow's own kernels (TF_ENABLE_ONEDNN_OPTS=0), and oneDNN restricted to AVX2
           (ONEDNN_MAX_CPU_ISA=AVX2: what a CPU without AVX-512 runs).
+startup   wall time of fresh processes (best of 3): ``import tensorflow`` (the yardstick), every
+          script's ``--help``, ``colorize.py`` on a 0.14 MP photo per runtime (and its first use,
+          which makes the ONNX files), on 2 and 12 MP photos, ``predict.py`` per runtime, the demo
+          until its page is served; one Colorizer's per-photo latency per runtime, in process.
+video     frames/s of ``colorize_video`` with the shipped run on pan clips at 480p and 1080p, stable
+          colors and frame by frame, ms per frame per stage, the child process's peak memory.
 
 FLOP convention (columns GFLOP/s and % peak):
 

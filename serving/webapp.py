@@ -17,30 +17,42 @@ clicked on the colorized image, a reference image) that re-colorizes through ``P
 /api/recolorize`` (JSON; :func:`create_app` documents it) from the original upload, kept in the
 result's folder for that. Runs without hints get no editor: the page asks the Colorizer.
 
+Clips (mp4, webm, mov, mkv, avi, animated GIF: inference.video): the form's second button sends one
+clip to ``POST /video``, which checks it (a clip, readable, at most ``max_video_frames`` frames of at
+most ``dataset.MAX_PIXELS``), queues a job and redirects to ``/?job=<id>``. One worker thread colorizes
+the queued clips in turn with inference.video.colorize_video (stable colors, audio copied when the
+output takes it), holding the same lock as photos (one colorization at a time: photos wait while a
+clip is colorized). The page polls ``GET /api/job/<id>`` (JSON: :func:`create_app` documents it) for
+the frames done, the speed and the time left, then plays the result in a ``<video>`` element. The
+result is an mp4 (H.264 4:2:0, which every browser plays) when the clip's sides are even, else a
+webm (VP9: 4:2:0 H.264 needs even sides, and browsers do not all play the 4:4:4 kind).
+
 Limits: ``max_upload_mb`` for a whole request (Flask answers 413, shown as a message on the page),
-``max_files`` per request, ``dataset.MAX_PIXELS`` per image. Results live in a temporary folder of
-the process; the most recent ``KEEP_RESULTS`` are kept.
+``max_files`` per request, ``dataset.MAX_PIXELS`` per image or clip frame, ``max_video_frames`` per
+clip. Results live in a temporary folder of the process; the most recent ``KEEP_RESULTS`` are kept.
 """
 from __future__ import annotations
 
 import json
+import queue
 import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from flask import Flask, abort, jsonify, render_template, request, send_file
+from flask import Flask, abort, jsonify, redirect, render_template, request, send_file
 from PIL import Image
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
 from core import hints as core_hints
 from dataset import CLASS_NAMES, MAX_PIXELS
-from inference import USER_ERRORS, Colorizer, hintsfile, photos
+from inference import USER_ERRORS, Colorizer, hintsfile, photos, video
 from serving.catalog import RunChoice, set_faithful, set_temperature
 
 KEEP_RESULTS = 64          # result folders kept on disk; older ones are deleted
@@ -49,6 +61,8 @@ MAX_TEMPERATURE = 10.0     # a bound against typos: far above 1 the annealed mea
 MAX_POINTS = 256           # color hints per re-colorization
 SOURCE_NAME = "source"     # the original upload, kept in a result's folder when its run takes hints
 REFERENCE_NAME = "reference.npz"   # the result's current reference: its core.hints.Reference arrays
+MAX_VIDEO_FRAMES = 600     # frames per clip (demo.py --max-video-frames): 25 s at 24 fps, a minute or two of work
+VIDEO_TYPES = {".mp4": "video/mp4", ".webm": "video/webm"}   # what the page writes clips as
 
 
 class ApiError(Exception):
@@ -77,6 +91,81 @@ class Result:
     settings: dict = field(default_factory=dict)   # the run and decoding settings it was made with (the editor sends them back)
 
 
+@dataclass
+class VideoJob:
+    """A clip to colorize (queued, then run by the demo's worker thread) and how far it got."""
+    token: str           # its folder under the work folder, and its id in /api/job/<token>
+    name: str            # the upload's file name (display only)
+    choice: RunChoice
+    label: int | None
+    temperature: float | None
+    faithful: bool
+    source: Path         # the saved upload (deleted when the job ends)
+    out: Path            # the result: colorized.mp4 or colorized.webm
+    info: video.ClipInfo
+    max_frames: int
+    state: str = "queued"        # queued, running, done, failed
+    done: int = 0                # frames written so far
+    total: int | None = None     # frames expected (the container's count, else from its duration), when known
+    elapsed: float = 0.0         # seconds since it started running
+    error: str | None = None     # one line, when it failed
+    notes: list = field(default_factory=list)   # what the page says besides (audio left out, stopped at the limit)
+    finished: float | None = None  # time.time() when it ended
+    order: int = 0               # its place in the queue (the demo numbers the jobs)
+    first: float | None = None   # elapsed seconds at the first frame (loading the model comes before it)
+
+    @property
+    def fps(self) -> float:
+        """Frames per second after the first frame (so that loading the model does not count); 0 until known."""
+        if self.first is None or self.done < 2 or self.elapsed <= self.first:
+            return 0.0
+        return (self.done - 1) / (self.elapsed - self.first)
+
+    def progress(self, done: int, total: int | None, elapsed: float, final: bool = False) -> None:
+        """colorize_video's progress callback (after each frame)."""
+        self.done, self.total, self.elapsed = done, total, elapsed
+        if self.first is None and done >= 1:
+            self.first = elapsed
+
+    @property
+    def requested(self) -> bool:
+        """colorize_video's stop: a clip longer than it stated (or stating no length) ends at the frame limit."""
+        return self.done >= self.max_frames and self.done != self.total
+
+    @property
+    def has_video(self) -> bool:
+        return self.state in ("done", "failed") and self.out.is_file()
+
+    def download_name(self) -> str:
+        return f"{self.name.rsplit('.', 1)[0] or 'clip'}-colorized{self.out.suffix}"
+
+    def as_json(self, waiting: int = 0) -> dict:
+        fps = self.fps
+        left = None
+        if self.state == "running" and self.total and fps > 0:
+            left = max(0.0, (self.total - self.done) / fps)
+        if self.state == "queued":
+            status = (f"waiting: {waiting} clip{'s' if waiting > 1 else ''} before it" if waiting
+                      else "waiting for the colorizer")
+        elif self.state == "running":
+            count = f"{self.done} / {self.total} frames ({100 * self.done / self.total:.0f} %)" if self.total \
+                else f"{self.done} frames"
+            status = f"colorizing: {count}" + (f", {fps:.1f} fps" if fps else ", starting (loading the model)" if not self.done else "")
+            if left is not None:
+                status += f", {_clock(left)} left"
+        elif self.state == "done":
+            status = f"done: {self.done} frames in {self.elapsed:.1f} s" + (f" ({fps:.1f} fps)" if fps else "")
+        else:
+            status = f"stopped after {self.done} frames" if self.done else "failed"
+        return {"id": self.token, "name": self.name, "state": self.state, "status": status, "waiting": waiting,
+                "done": self.done, "total": self.total, "fps": round(fps, 2), "elapsed": round(self.elapsed, 2),
+                "seconds_left": None if left is None else round(left, 1),
+                "width": self.info.width, "height": self.info.height,
+                "video": f"/results/{self.token}/{self.out.name}" if self.has_video else None,
+                "type": VIDEO_TYPES[self.out.suffix], "download": self.download_name(),
+                "error": self.error, "notes": list(self.notes)}
+
+
 class Demo:
     """State of one demo server: the runs it offers, loaded colorizers, the result folder."""
 
@@ -87,6 +176,10 @@ class Demo:
         self._colorizers: dict[str, Colorizer] = {}   # loaded on first use, kept
         # One colorization at a time: every request shares a run's Colorizer (and the temperature set on it).
         self._lock = threading.Lock()
+        self.jobs: dict[str, VideoJob] = {}          # clips, by token
+        self._queue: queue.Queue = queue.Queue()     # clips waiting for the worker
+        self._worker: threading.Thread | None = None
+        self._jobs_lock = threading.Lock()
 
     def colorizer(self, choice: RunChoice) -> Colorizer:
         if choice.key not in self._colorizers:
@@ -177,10 +270,77 @@ class Demo:
                 "compare": f"/results/{token}/compare.png?v={version}",
                 "points": len(points), "reference": dist is not None, "width": width, "height": height}
 
+    def submit_video(self, job: VideoJob) -> None:
+        """Queue a clip; the worker thread (started on the first clip) colorizes the clips in turn."""
+        with self._jobs_lock:
+            job.order = max((j.order for j in self.jobs.values()), default=0) + 1
+            self.jobs[job.token] = job
+            self._queue.put(job)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="demo-video", daemon=True)
+                self._worker.start()
+
+    def waiting_before(self, job: VideoJob) -> int:
+        """How many clips run or wait before this queued one."""
+        with self._jobs_lock:
+            return sum(1 for j in self.jobs.values() if j.state in ("queued", "running")
+                       and j.order < job.order)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                self.colorize_video(job)
+            finally:
+                self._queue.task_done()
+
+    def colorize_video(self, job: VideoJob) -> None:
+        """Run one clip's job (in the worker thread): never raises; a failure is one line in ``job.error``."""
+        names = {str(job.source): job.name, str(job.out): "the result"}
+        try:
+            with self._lock:
+                job.state = "running"
+                colorizer = self._decoding(job.choice, job.temperature, job.faithful)
+                stats = video.colorize_video(colorizer, job.source, job.out, label=job.label,
+                                             progress=job.progress, stop=job)
+            job.notes = [_one_line(_rename(n, names)) for n in stats.notes]
+            if stats.stopped:
+                said = "does not state its length" if job.total is None else "has more frames than it states"
+                job.notes.append(f"{job.name} {said}: colorized its first {stats.frames} frames, the page's limit "
+                                 "(--max-video-frames)")
+            job.done = stats.frames
+            job.state = "done"
+        except video.DamagedVideoError as err:
+            message = str(err).replace(f"to {job.out} (playable)", "below (playable)")
+            job.error = _one_line(_rename(message, names))
+            job.done = err.frames_written
+            job.state = "failed"
+        except USER_ERRORS as err:   # not a readable clip after all, the run folder is unusable...
+            job.error = _one_line(_rename(str(err), names))
+            job.state = "failed"
+        except Exception as err:   # the traceback goes to the server's log, never to the page
+            import logging
+            logging.getLogger(__name__).exception("colorizing %s failed", job.name)
+            job.error = _one_line(f"the server failed to colorize the clip: {type(err).__name__}: {_rename(str(err), names)}")
+            job.state = "failed"
+        finally:
+            job.finished = time.time()
+            try:
+                job.source.unlink(missing_ok=True)
+                self._prune()
+            except OSError:   # the work folder is going away (the server stops): nothing to tidy
+                pass
+
     def _prune(self) -> None:
-        folders = sorted((p for p in self.work_dir.iterdir() if RESULT_NAME.match(p.name)), key=lambda p: p.stat().st_mtime)
+        with self._jobs_lock:
+            busy = {t for t, j in self.jobs.items() if j.state in ("queued", "running")}
+        folders = sorted((p for p in self.work_dir.iterdir() if RESULT_NAME.match(p.name) and p.name not in busy),
+                         key=lambda p: p.stat().st_mtime)
         for old in folders[:-KEEP_RESULTS]:
             shutil.rmtree(old, ignore_errors=True)
+        with self._jobs_lock:
+            for token in [t for t in self.jobs if t not in busy and not (self.work_dir / t).is_dir()]:
+                del self.jobs[token]
 
 
 def _rename(message: str, names: dict[str, str]) -> str:
@@ -188,6 +348,13 @@ def _rename(message: str, names: dict[str, str]) -> str:
     for path, name in names.items():
         message = message.replace(path, name)
     return message
+
+
+def _clock(seconds: float) -> str:
+    """Seconds as m:ss (h:mm:ss past an hour)."""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _one_line(text: str) -> str:
@@ -225,19 +392,61 @@ def _temperature(text: str, default: float) -> float | None:
     return value if 0 < value <= MAX_TEMPERATURE else None
 
 
+class FormError(Exception):
+    """A page request that cannot be served: one line for the page, its status, the run to keep selected."""
+
+    def __init__(self, message: str, status: int = 400, selected: str | None = None):
+        super().__init__(message)
+        self.status, self.selected = status, selected
+
+
 def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 64, max_files: int = 16,
-               runtime: str | None = None) -> Flask:
+               runtime: str | None = None, max_video_frames: int = MAX_VIDEO_FRAMES) -> Flask:
+    """The demo's Flask app. Its JSON endpoints (``{"error": one line}`` with the status when refused):
+
+    ``POST /api/recolorize``: a result colorized again with color hints (documented on the view).
+
+    ``GET /api/job/<id>``: a clip's job, sent by ``POST /video`` (the page's form, which redirects to
+    ``/?job=<id>``): ``{"id", "name", "state": "queued" | "running" | "done" | "failed", "waiting":
+    clips before it, "done": frames written, "total": frames expected or null, "fps", "elapsed",
+    "seconds_left" (null unless running with a known total), "width", "height", "video": the result's
+    URL or null, "type": its MIME type, "download": a file name for it, "error": one line or null,
+    "notes": [lines]}``. A damaged clip fails with its frames before the damage still in "video".
+    """
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2 ** 20)
     demo = Demo(choices, work_dir, runtime)
     example_files = examples()
     app.config["DEMO"] = demo
 
-    def page(results=(), errors=(), status=200, selected=None, form=None):
+    def page(results=(), errors=(), status=200, selected=None, form=None, job=None):
+        if job is not None and selected is None:
+            selected = job.choice.key
         return render_template("index.html", choices=list(demo.choices.values()), classes=CLASS_NAMES,
                                examples=example_files, results=results, errors=errors, selected=selected,
                                form=form or {}, max_upload_mb=max_upload_mb, max_files=max_files,
-                               max_megapixels=MAX_PIXELS / 1e6, gap=photos.COMPARE_GAP), status
+                               max_megapixels=MAX_PIXELS / 1e6, gap=photos.COMPARE_GAP, job=job,
+                               job_json=None if job is None else job.as_json(demo.waiting_before(job)),
+                               max_video_frames=max_video_frames,
+                               video_suffixes=", ".join(s.lstrip(".") for s in video.VIDEO_SUFFIXES)), status
+
+    def settings(form, what: str = "photos") -> tuple[RunChoice, int | None, float | None, bool]:
+        """The run and decoding settings the form asks for: (choice, label, temperature, faithful); FormError."""
+        choice = demo.choices.get(form.get("run", ""))
+        if choice is None:
+            raise FormError("choose one of the runs listed")
+        label = None
+        if choice.needs_label:
+            if form.get("label") not in CLASS_NAMES:
+                raise FormError(f"{choice.model} needs the class of the {what}: choose one", selected=choice.key)
+            label = CLASS_NAMES.index(form["label"])
+        temperature = None
+        if choice.temperature is not None:
+            temperature = _temperature(form.get("temperature", ""), choice.temperature)
+            if temperature is None:
+                raise FormError(f"temperature: a number above 0 and at most {MAX_TEMPERATURE:g}, "
+                                f"got '{form.get('temperature')}'", selected=choice.key)
+        return choice, label, temperature, choice.faithful and form.get("faithful") == "on"
 
     def api_error(status: int, message: str):
         return jsonify(error=message), status
@@ -270,28 +479,24 @@ def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 
         app.logger.exception("unexpected error")   # the traceback goes to the server's log, never to the page
         return api_error(500, _one_line(f"the server failed to colorize: {type(err).__name__}: {err}"))
 
+    @app.errorhandler(FormError)
+    def form_refused(err: FormError):
+        return page(errors=[str(err)], status=err.status, selected=err.selected, form=request.form)
+
     @app.get("/")
     def index():
-        return page()
+        token = request.args.get("job")
+        if token is None:
+            return page()
+        job = demo.jobs.get(token) if RESULT_NAME.match(token) else None
+        if job is None:
+            return page(errors=["no such clip (it may have been removed: send it again)"], status=404)
+        return page(job=job)
 
     @app.post("/")
     def colorize():
         form = request.form
-        choice = demo.choices.get(form.get("run", ""))
-        if choice is None:
-            return page(errors=["choose one of the runs listed"], status=400)
-        label = None
-        if choice.needs_label:
-            if form.get("label") not in CLASS_NAMES:
-                return page(errors=[f"{choice.model} needs the class of the photos: choose one"], status=400,
-                            selected=choice.key)
-            label = CLASS_NAMES.index(form["label"])
-        temperature = None
-        if choice.temperature is not None:
-            temperature = _temperature(form.get("temperature", ""), choice.temperature)
-            if temperature is None:
-                return page(errors=[f"temperature: a number above 0 and at most {MAX_TEMPERATURE:g}, "
-                                    f"got '{form.get('temperature')}'"], status=400, selected=choice.key)
+        choice, label, temperature, faithful = settings(form)
         uploads = [f for f in request.files.getlist("images") if f and f.filename]
         picked = [k for k in form.getlist("example") if k in example_files]
         if not uploads and not picked:
@@ -308,8 +513,7 @@ def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 
                 files.append((upload.filename, path))
             files += [(example_files[k].name, example_files[k]) for k in picked]
             try:
-                results, errors = demo.colorize(choice, files, label, temperature,
-                                                faithful=choice.faithful and form.get("faithful") == "on")
+                results, errors = demo.colorize(choice, files, label, temperature, faithful=faithful)
             except USER_ERRORS as err:   # the run folder is unusable, a prior's weights are missing...
                 return page(errors=[str(err)], status=400, selected=choice.key)
         finally:
@@ -367,15 +571,71 @@ def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 
             shutil.rmtree(request_dir, ignore_errors=True)
         return jsonify(answer)
 
+    @app.post("/video")
+    def colorize_clip():
+        """One clip (the form's ``clip`` file, with its run and decoding settings): checked, queued, and a
+        redirect to ``/?job=<id>``, where the page follows its progress; a refusal is the page with a message."""
+        form = request.form
+        choice, label, temperature, faithful = settings(form, "clip")
+        upload = request.files.get("clip")
+        if not upload or not upload.filename:
+            raise FormError("choose a clip to colorize", selected=choice.key)
+        name = upload.filename
+        suffix = Path(name).suffix.lower()   # only used when it is one of VIDEO_SUFFIXES
+        if suffix not in video.VIDEO_SUFFIXES:
+            raise FormError(f"{name}: not a clip: a clip is one of {', '.join(video.VIDEO_SUFFIXES)} "
+                            "(photos go through the Colorize button)", selected=choice.key)
+        token = uuid.uuid4().hex
+        folder = demo.work_dir / token
+        folder.mkdir()
+        source = folder / f"source{suffix}"
+        try:
+            upload.save(source)
+            if suffix == ".gif" and not video.is_video(source):
+                raise FormError(f"{name}: a still GIF is a photo: colorize it with the Colorize button",
+                                selected=choice.key)
+            try:
+                info = video.probe(source)
+            except video.VideoError as err:
+                raise FormError(_one_line(str(err).replace(str(source), name)), selected=choice.key) from None
+            if info.width * info.height > MAX_PIXELS:
+                raise FormError(f"{name}: {info.width}x{info.height} frames are {info.width * info.height / 1e6:.1f} "
+                                f"megapixels, above the limit of {MAX_PIXELS / 1e6:g}", selected=choice.key)
+            if info.expected_frames and info.expected_frames > max_video_frames:
+                raise FormError(f"{name}: {info.expected_frames} frames, above the limit of {max_video_frames} "
+                                "(--max-video-frames): send a shorter clip", selected=choice.key)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        # mp4 (H.264 4:2:0) plays in every browser but needs even sides; VP9 webm takes any size.
+        out = folder / ("colorized.mp4" if info.width % 2 == 0 and info.height % 2 == 0 else "colorized.webm")
+        job = VideoJob(token, name, choice, label, temperature, faithful, source, out, info, max_video_frames,
+                       total=info.expected_frames)
+        demo.submit_video(job)
+        return redirect(f"/?job={token}", code=303)
+
+    @app.get("/api/job/<token>")
+    def job_status(token: str):
+        """A clip's job as JSON (create_app's docstring); 404 when there is no such job."""
+        job = demo.jobs.get(token) if RESULT_NAME.match(token) else None
+        if job is None:
+            raise ApiError(404, "no such clip (it may have been removed: send it again)")
+        return jsonify(job.as_json(demo.waiting_before(job)))
+
     @app.get("/results/<token>/<kind>")
     def result_file(token: str, kind: str):
-        files = {"colorized.png": "colorized.png", "compare.png": "colorized-compare.png"}
+        files = {"colorized.png": ("colorized.png", "image/png"), "compare.png": ("colorized-compare.png", "image/png"),
+                 **{f"colorized{s}": (f"colorized{s}", t) for s, t in VIDEO_TYPES.items()}}
         if not RESULT_NAME.match(token) or kind not in files:
             abort(404)
-        path = demo.work_dir / token / files[kind]
+        job = demo.jobs.get(token)
+        if job is not None and job.state in ("queued", "running"):
+            abort(404)   # a clip being written: not playable yet
+        name, mimetype = files[kind]
+        path = demo.work_dir / token / name
         if not path.is_file():
             abort(404)
-        return send_file(path, mimetype="image/png")
+        return send_file(path, mimetype=mimetype, conditional=True)   # conditional: Range requests (seeking)
 
     @app.get("/examples/<key>")
     def example_file(key: str):

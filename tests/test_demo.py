@@ -13,6 +13,11 @@ network whose weights are set by hand so that its color is the hints', gray else
 editor in the browser with a run that follows hints: DEMO_RUN_DIR when it takes hints, else the
 shipped pretrained/effnet_unet when it does, else ``copying_hint_run``. With
 DEMO_HINTS_SCREENSHOT=FILE that test saves a screenshot of the page with a point placed.
+
+Clips: ``POST /video`` queues a job colorized in the background, ``GET /api/job/<id>`` reports its
+progress; tested in-process with small clips written here (a pan over a scikit-image photo, 64 x 48),
+and in the browser: a clip uploaded, its result played by the page's ``<video>`` and downloaded
+(DEMO_CLIP_SCREENSHOT=FILE: a screenshot of the page with the result).
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +43,7 @@ from conftest import ROOT, SAMPLE, built_run
 
 from core import colorspace, runs
 from evaluation import metrics
-from inference import Colorizer, photos
+from inference import Colorizer, photos, video
 from serving.catalog import find_runs
 from serving.webapp import create_app
 
@@ -353,6 +360,165 @@ def test_recolorize_refuses_bad_requests_with_one_line_of_json(hints_client, pho
     assert answer["points"] == 1   # the refusals changed nothing
 
 
+# ---- clips, in-process ------------------------------------------------------------------------
+
+def write_clip(path: Path, width: int = 64, height: int = 48, frames: int = 6, rate: int = 24) -> Path:
+    """A pan over scikit-image's coffee photo (evaluation.videoset's test clips, small), container by suffix."""
+    from evaluation import videoset
+    photo = videoset.skimage_photo("coffee")
+    with video.ClipWriter(path, width, height, Fraction(rate)) as writer:
+        for A in videoset.pan_transforms(photo.rgb.shape[:2], (width, height), frames, 3.0):
+            writer.write(videoset.render(photo.rgb, A, (width, height)))
+    return path
+
+
+def count_frames(path: Path) -> int:
+    """Frames decoded (webm states no count, only a duration)."""
+    return sum(1 for _ in video.read_frames(path))
+
+
+@pytest.fixture
+def clip_client(tmp_path_factory, tmp_path):
+    """A page offering an untrained U-Net and fusion_label, with a limit of 30 frames per clip."""
+    choices = find_runs(tmp_path / "runs", [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "fusion_label")],
+                        pretrained_dir=tmp_path / "no-pretrained")
+    (tmp_path / "work").mkdir()
+    app = create_app(choices, tmp_path / "work", max_upload_mb=1, max_video_frames=30)
+    return app.test_client(), {c.model: c.key for c in choices}, app.config["DEMO"]
+
+
+def post_clip(client, run: str, name: str, content: bytes, **fields):
+    data = {"run": run, **fields, "clip": (io.BytesIO(content), name)}
+    return client.post("/video", data=data, content_type="multipart/form-data")
+
+
+def finished_job(client, response, timeout: float = 180) -> dict:
+    """Follow POST /video's redirect to its job and poll /api/job/<id> until it ends; its last answer."""
+    assert response.status_code == 303, (response.status_code, errors_of(response.get_data(as_text=True)))
+    token = re.fullmatch(r"/\?job=([0-9a-f]{32})", response.headers["Location"]).group(1)
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f'id="job" data-job="{token}"' in page
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get(f"/api/job/{token}")
+        assert answer.status_code == 200 and answer.is_json
+        job = answer.get_json()
+        if job["state"] in ("done", "failed"):
+            return job
+        assert job["state"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.2)
+
+
+def download_clip(client, job: dict, path: Path) -> Path:
+    response = client.get(job["video"])
+    assert response.status_code == 200 and response.mimetype == job["type"]
+    path.write_bytes(response.get_data())
+    return path
+
+
+def test_a_clip_is_colorized_in_the_background_and_played_in_the_page(clip_client, tmp_path):
+    client, keys, demo = clip_client
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="clip" name="clip" type="file"' in page and 'formaction="/video"' in page
+    assert 'id="images" name="images" type="file" accept="image/*" multiple' in page   # the photos' input as before
+
+    clip = write_clip(tmp_path / "pan.mp4")
+    job = finished_job(client, post_clip(client, keys["unet"], "pan.mp4", clip.read_bytes()))
+    assert job["state"] == "done" and job["error"] is None, job
+    assert (job["done"], job["total"], job["width"], job["height"]) == (6, 6, 64, 48)
+    assert job["type"] == "video/mp4" and job["download"] == "pan-colorized.mp4"   # even sides: H.264 4:2:0 in mp4
+    assert job["status"].startswith("done: 6 frames in")
+    out = download_clip(client, job, tmp_path / "out.mp4")
+    info = video.probe(out)
+    assert (info.width, info.height, info.frames) == (64, 48, 6) and count_frames(out) == 6
+    colorized = next(iter(video.read_frames(out)))
+    assert np.ptp(colorized.astype(int), axis=2).max() > 0                       # not gray
+    ranged = client.get(job["video"], headers={"Range": "bytes=0-99"})        # seeking in the page
+    assert ranged.status_code == 206 and len(ranged.get_data()) == 100
+    page = client.get(f"/?job={job['id']}").get_data(as_text=True)            # the page after it: the player
+    assert re.search(rf'<video class="clip-video" controls[^>]*\ssrc="{re.escape(job["video"])}"', page)
+    assert 'download="pan-colorized.mp4"' in page and "done: 6 frames" in page
+
+    # the progress line while it runs, from the progress colorize_video reports
+    running = demo.jobs[job["id"]]
+    running.state, running.first = "running", None
+    running.progress(1, 6, 2.0)
+    running.progress(3, 6, 3.0)
+    assert running.as_json()["status"] == "colorizing: 3 / 6 frames (50 %), 2.0 fps, 0:02 left"
+    assert running.as_json()["video"] is None                                  # not shown before it is finished
+    running.state = "done"
+
+    # odd sides: VP9 in webm (4:2:0 H.264 needs even sides); an animated GIF in
+    for name, width, height, kind in (("odd.mkv", 45, 33, "video/webm"), ("animé.gif", 48, 32, "video/mp4")):
+        clip = write_clip(tmp_path / name, width, height)
+        job = finished_job(client, post_clip(client, keys["unet"], name, clip.read_bytes()))
+        assert job["state"] == "done" and job["type"] == kind, job
+        out = download_clip(client, job, tmp_path / ("out" + Path(job["video"]).suffix))
+        info = video.probe(out)
+        assert (info.width, info.height, count_frames(out)) == (width, height, 6), (name, info)
+
+    # audio: copied into an mp4; an odd-sided clip's AAC cannot go into webm: left out, and the page says so
+    from test_video import write_with_audio
+    for width, height, audio in ((64, 48, "aac"), (45, 33, None)):
+        frames = [next(iter(video.read_frames(tmp_path / "pan.mp4")))[:height, :width]] * 6
+        clip = write_with_audio(tmp_path / f"sound{width}.mp4", frames, "mpeg4", "aac")
+        job = finished_job(client, post_clip(client, keys["unet"], "sound.mp4", clip.read_bytes()))
+        assert job["state"] == "done", job
+        assert video.probe(download_clip(client, job, tmp_path / ("sound" + Path(job["video"]).suffix))).audio == audio
+        assert [n[:46] for n in job["notes"]] == ([] if audio else ["the audio (aac) cannot go into .webm: left out"])
+        if not audio:
+            assert "the audio (aac) cannot go into .webm" in client.get(f"/?job={job['id']}").get_data(as_text=True)
+
+    # fusion_label: the class, as for photos
+    job = finished_job(client, post_clip(client, keys["fusion_label"], "pan.mp4", (tmp_path / "pan.mp4").read_bytes(),
+                                         label="cat"))
+    assert job["state"] == "done", job
+
+
+def test_bad_clips_are_refused_with_a_message(clip_client, tmp_path):
+    client, keys, demo = clip_client
+    good = write_clip(tmp_path / "pan.mp4").read_bytes()
+    gif = io.BytesIO()
+    Image.new("RGB", (32, 24), (10, 200, 30)).save(gif, format="GIF")
+    long = write_clip(tmp_path / "long.mp4", 48, 32, frames=31).read_bytes()
+    cases = [
+        (post_clip(client, keys["unet"], "notes.mp4", b"just text, not a clip"), 400, "notes.mp4: not a readable video"),
+        (post_clip(client, keys["unet"], "notes.txt", b"just text"), 400, "notes.txt: not a clip"),
+        (post_clip(client, keys["unet"], "still.gif", gif.getvalue()), 400, "still.gif: a still GIF is a photo"),
+        (post_clip(client, keys["unet"], "long.mp4", long), 400, "long.mp4: 31 frames, above the limit of 30"),
+        (post_clip(client, keys["unet"], "", b""), 400, "choose a clip"),
+        (post_clip(client, "/etc/passwd", "pan.mp4", good), 400, "choose one of the runs listed"),
+        (post_clip(client, keys["fusion_label"], "pan.mp4", good), 400, "fusion_label needs the class of the clip"),
+        (post_clip(client, keys["unet"], "big.mp4", os.urandom(1_200_000)), 413, "larger than 1 MB"),
+        (client.get("/?job=" + "0" * 32), 404, "no such clip"),
+    ]
+    for response, status, message in cases:
+        html = response.get_data(as_text=True)
+        assert response.status_code == status and message in " ".join(errors_of(html)), (message, errors_of(html))
+        assert str(demo.work_dir) not in html and "Traceback" not in html
+    response = client.get("/api/job/" + "0" * 32)
+    assert response.status_code == 404 and "no such clip" in response.get_json()["error"]
+    response = client.get("/api/job/..%2f..%2fetc")
+    assert response.status_code == 404 and response.is_json
+    assert not [p for p in demo.work_dir.iterdir()]          # every refused upload removed
+
+    # damaged: cut before its first whole frame, then after a few (those are kept, playable)
+    cut = good[: len(good) // 2]
+    job = finished_job(client, post_clip(client, keys["unet"], "cut.mp4", cut))
+    assert job["state"] == "failed" and job["video"] is None, job
+    assert job["error"].startswith("cut.mp4: damaged") and "nothing written" in job["error"]
+    longer = write_clip(tmp_path / "longer.mp4", frames=24).read_bytes()
+    job = finished_job(client, post_clip(client, keys["unet"], "longer.mp4", longer[: int(len(longer) * 0.85)]))
+    assert job["state"] == "failed" and job["video"], job
+    assert job["error"].startswith("longer.mp4: damaged") and "below (playable)" in job["error"], job["error"]
+    for error in (job["error"], job["status"]):
+        assert "\n" not in error and str(demo.work_dir) not in error and "Traceback" not in error
+    partial = download_clip(client, job, tmp_path / "partial.mp4")
+    assert 0 < job["done"] < 24 and count_frames(partial) == job["done"]
+    page = client.get(f"/?job={job['id']}").get_data(as_text=True)
+    assert "longer.mp4: damaged" in page and 'class="clip-video"' in page
+
+
 # ---- a real browser -------------------------------------------------------------------------
 
 @pytest.fixture
@@ -522,6 +688,7 @@ def test_color_hints_in_a_real_browser(browser, hints_server, photo, tmp_path):
         # click the photo pixel (x, y) on the colorized half, shown scaled down
         x, y = int(source.width * 0.35), int(source.height * 0.6)
         pick = figure.find_element(By.CSS_SELECTOR, ".pick")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", pick)   # whole: the click's origin is its center
         box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]", pick)
         assert box[0] < source.width - 50, box                                   # scaled: CSS pixels are not photo pixels
         dx, dy = round(((x + 0.5) / source.width - 0.5) * box[0]), round(((y + 0.5) / source.height - 0.5) * box[1])
@@ -558,5 +725,68 @@ def test_color_hints_in_a_real_browser(browser, hints_server, photo, tmp_path):
         item.find_element(By.CSS_SELECTOR, "button.remove-point").click()
         colorized_again(figure, 4)
         assert not figure.find_elements(By.CSS_SELECTOR, "li.point, .pick .marker")
+    finally:
+        driver.quit()
+
+
+def test_a_clip_in_a_real_browser(browser, demo_server, tmp_path):
+    """Upload a clip with the form's second button: the page follows its progress, then plays the result
+    to its end (the browser decodes it: mp4 for even sides, webm for odd ones) and links to it; a file that
+    is not a clip gets a message."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def new_job(d, before: str | None):
+        """The page's clip figure once the page after the click shows one other than ``before``'s."""
+        figures = d.find_elements(By.CSS_SELECTOR, "figure.clip")
+        return figures[0] if figures and figures[0].get_attribute("data-job") != before else None
+
+    (tmp_path / "notes.mp4").write_text("not a clip")
+    driver = chromium(browser)
+    try:
+        driver.get(demo_server)
+        driver.find_element(By.ID, "clip").send_keys(str(tmp_path / "notes.mp4"))
+        driver.find_element(By.ID, "submit-clip").click()
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "errors"))
+        assert "notes.mp4: not a readable video" in driver.find_element(By.ID, "errors").text
+
+        for name, width, height, kind in (("pan.mp4", 64, 48, "mp4"), ("odd.mov", 45, 33, "webm")):
+            clip = write_clip(tmp_path / name, width, height, frames=12)
+            shown = driver.find_elements(By.CSS_SELECTOR, "figure.clip")   # the previous clip's, until the next page
+            before = shown[0].get_attribute("data-job") if shown else None
+            driver.find_element(By.ID, "clip").send_keys(str(clip))
+            driver.find_element(By.ID, "submit-clip").click()
+            figure = WebDriverWait(driver, 60, ignored_exceptions=[StaleElementReferenceException]).until(
+                lambda d: new_job(d, before))
+            WebDriverWait(driver, 300).until(lambda d: figure.get_attribute("data-state") in ("done", "failed"))
+            assert figure.get_attribute("data-state") == "done", figure.text
+            assert f"{name}: done: 12 frames" in figure.find_element(By.CSS_SELECTOR, ".clip-status").text
+            player = figure.find_element(By.CSS_SELECTOR, "video")
+            assert player.is_displayed() and player.get_attribute("controls") is not None
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return arguments[0].readyState >= 1", player))
+            shown = driver.execute_script("const v = arguments[0]; return [v.videoWidth, v.videoHeight, v.duration]", player)
+            assert shown[:2] == [width, height] and shown[2] > 0, shown
+            played = driver.execute_async_script("""
+                const [v, done] = [arguments[0], arguments[arguments.length - 1]];
+                v.muted = true;
+                v.addEventListener("ended", () => done(["ended", v.currentTime]));
+                v.addEventListener("error", () => done(["error", v.error && v.error.message]));
+                setTimeout(() => done(["timeout", v.currentTime, v.readyState]), 30000);
+                v.play().catch(err => done(["refused", String(err)]));""", player)
+            assert played[0] == "ended" and played[1] > 0, played            # decoded and played to its end
+            link = figure.find_element(By.CSS_SELECTOR, "a.download")
+            assert link.get_attribute("download") == f"{Path(name).stem}-colorized.{kind}"
+            assert link.get_attribute("href") == player.get_attribute("src")
+            with urllib.request.urlopen(player.get_attribute("src"), timeout=60) as response:
+                assert response.headers["Content-Type"] == f"video/{kind}"
+                (tmp_path / f"out.{kind}").write_bytes(response.read())
+            info = video.probe(tmp_path / f"out.{kind}")
+            assert (info.width, info.height, count_frames(tmp_path / f"out.{kind}")) == (width, height, 12)
+            screenshot = os.environ.get("DEMO_CLIP_SCREENSHOT")
+            if screenshot and kind == "mp4":   # the page playing a colorized clip
+                driver.execute_script("arguments[0].scrollIntoView()", figure)
+                Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+                driver.save_screenshot(screenshot)
     finally:
         driver.quit()
