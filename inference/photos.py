@@ -239,10 +239,15 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = COMPARE_GAP) ->
     return np.concatenate([left, np.full((h, gap, 3), 255, np.uint8), right], axis=1)
 
 
+PNG_COMPRESS_LEVEL = 1
+
+
 def save_png(image: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
+    # zlib level 1: measured on a 12-megapixel result, 0.62 s against 1.89 s at Pillow's default 6, for a
+    # file a third larger (7.1 against 5.4 MB); at the default, writing was over half of colorize.py's time
+    Image.fromarray(image).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     tmp.replace(path)   # no half-written PNG if interrupted
 
 
