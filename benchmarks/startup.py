@@ -7,7 +7,7 @@ Every figure is a fresh process as a user starts it (wall time, best of ``startu
 - ``colorize.py`` on a 0.14-megapixel photo (scikit-image's ``chelsea``, 451 x 300) with the shipped run,
   through ONNX Runtime (``--runtime onnx``: its files made once first, that first run reported apart)
   and through Keras (``--runtime keras``);
-- ``predict.py`` on the bundled sample (16 images), each runtime;
+- ``predict.py`` and ``evaluate.py`` on the bundled sample (16 images), each runtime;
 - the demo: from ``python demo.py`` to its page served;
 - ``colorize.py`` end to end on the same photo enlarged to 2 and 12 megapixels (JPEG), through ONNX Runtime
   (the hints issue's target: 12 MP at most twice 2 MP);
@@ -121,10 +121,13 @@ def bench_startup(ctx: Context) -> list[Row]:
         _run(ctx, ["colorize.py", str(big), *out, "--runtime", "onnx"])   # its working size's file: made, not timed
         sizes[mp] = row(f"colorize.py {w}x{h} JPEG ({mp} MP)", "onnx",
                         _best(ctx, ["colorize.py", str(big), *out, "--runtime", "onnx"], n), f"best of {n}; end to end")
-    sample = ["predict.py", "--limit", "16", "--run-dir", str(SHIPPED), "-m", "effnet_unet", "--out", str(ctx.tmp / "pred")]
-    _run(ctx, [*sample, "--runtime", "onnx"])                      # its 32 x 32 files: made once, not timed
-    for runtime in ("onnx", "keras"):
-        row("predict.py, bundled sample (16)", runtime, _best(ctx, [*sample, "--runtime", runtime], n), f"best of {n}")
+    common = ["--limit", "16", "--run-dir", str(SHIPPED), "-m", "effnet_unet"]
+    tools = {"predict.py": ["predict.py", *common, "--out", str(ctx.tmp / "pred")],
+             "evaluate.py": ["evaluate.py", *common, "--out", str(ctx.tmp / "eval.json")]}
+    _run(ctx, [*tools["predict.py"], "--runtime", "onnx"])          # its 32 x 32 files: made once, not timed
+    for name, args in tools.items():
+        for runtime in ("onnx", "keras"):
+            row(f"{name}, bundled sample (16)", runtime, _best(ctx, [*args, "--runtime", runtime], n), f"best of {n}")
     demo = row("demo.py: page served", "auto", min(_demo_page_seconds(ctx) for _ in range(n)), f"best of {n}")
     os.environ["COLORIZE_LEAN_CACHE"] = str(ctx.tmp / "lean")     # the files made above
     for runtime in ("onnx", "keras"):

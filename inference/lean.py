@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 import priors
-from core import colorspace, runs
+from core import checkpoints, colorspace, runs
 from priors.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 RUNTIMES = ("auto", "onnx", "keras")
@@ -109,19 +109,11 @@ def run_key(config: dict, run_dir: Path) -> str:
         raise runs.RunError(f"{run_dir}: no weights in this run folder")
     part = "generator" if config["model"] == "gan" else "model"
     recorded = checkpoint.files.get(f"{part}.weights.h5", {}).get("sha256")
-    weights = recorded or _sha256(runs.weights_file(checkpoint, part))
+    weights = recorded or checkpoints.sha256(runs.weights_file(checkpoint, part))
     h = hashlib.sha256()
     for item in (LEAN_VERSION, json.dumps(config, sort_keys=True), weights):
         h.update(item.encode() + b"\0")
     return h.hexdigest()[:20]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _session(path: Path):
