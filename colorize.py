@@ -106,6 +106,9 @@ def main(argv=None) -> int:
     hint_errors = photos.attach_hints(jobs, args.hints, args.reference)   # before the model loads
     if hint_errors:
         raise photos.HintsError("; ".join(hint_errors))
+    if not jobs:   # nothing to colorize: said without loading a model (seconds)
+        print(f"colorized nothing: {len(errors)} error(s), listed above" if errors else "colorized nothing: no input")
+        return 1
     clips = sum(job.video for job in jobs)
     if clips and args.compare:
         print(f"note: --compare is for photos: ignored for the {clips} clip(s)")

@@ -595,7 +595,7 @@ def test_the_page_in_a_real_browser(browser, demo_server, photo, tmp_path):
     driver = chromium(browser)
     try:
         driver.get(demo_server)
-        assert driver.title == "Colorize photos"
+        assert driver.title == "Colorize photos and clips"
         assert not driver.find_element(By.ID, "temperature").is_displayed()     # the U-Net takes no temperature
         assert not driver.find_element(By.ID, "label").is_displayed()           # nor a class
 

@@ -176,3 +176,12 @@ def test_what_the_scripts_name_instead_of_importing_exists():
     assert all(callable(bench.section_function(name)) for name in (bench.PEAK, *bench.SECTIONS))
     assert issubclass(dataset.CifarGenerator, keras.utils.PyDataset)
     assert dataset.CifarGenerator.__name__ == "CifarGenerator" and dataset.CifarGenerator.__module__ == "dataset"
+
+
+def test_colorize_with_no_readable_input_stops_before_any_framework_loads(refusing_path, tmp_path):
+    """Only missing files: each one error line, exit 1, and no model loaded for nothing."""
+    result = run_refusing(refusing_path, FRAMEWORKS, "colorize.py", str(tmp_path / "missing.jpg"), "--out", str(tmp_path))
+    assert MARK not in result.stderr, result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] and "missing.jpg" in result.stderr
+    assert "colorized nothing: 1 error(s)" in result.stdout
