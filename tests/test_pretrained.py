@@ -121,8 +121,10 @@ def test_compare_scores_the_shipped_run_at_every_temperature(tmp_path, monkeypat
 def test_the_shipped_run_follows_hints_on_the_sample(shipped_colorizer, sample_val):
     """Quality regression test with hints (evaluation.hinted, the protocol of evaluate.py --hints) on the 100
     sample images. Measured: no hints 21.64 dB pooled; 10 points drawn from each original 24.47 (the
-    spread baseline with the same points: 25.93); each original as its own reference 24.48 (histogram
-    matching: 23.61). The issue's targets (10 points >= spread + 1 dB) are not met: README, Color hints."""
+    spread baseline with the same points: 25.93); each original as its own reference 24.67 (histogram
+    matching: 23.61), colorfulness 33.9 where the originals have 37.4 (the reference's histograms matched,
+    core.hints.match_reference). The issue's target for 10 points (>= spread + 1 dB) is not met: README,
+    Color hints."""
     from evaluation import hinted
     assert shipped_colorizer.takes_hints
     result = hinted.score_cifar(shipped_colorizer, sample_val.images, counts=(0, 10), seed=0)
@@ -131,7 +133,9 @@ def test_the_shipped_run_follows_hints_on_the_sample(shipped_colorizer, sample_v
     assert model[10]["psnr_pooled"] >= spread[10]["psnr_pooled"] - 2.0, (model[10], spread[10])
     reference = hinted.score_cifar(shipped_colorizer, sample_val.images, counts=(0,), seed=0, reference="self")
     matched = reference["histogram_matched"]
-    assert reference["methods"]["model"][0]["psnr_pooled"] >= matched["psnr_pooled"] + 0.5, reference
+    with_reference = reference["methods"]["model"][0]
+    assert with_reference["psnr_pooled"] >= matched["psnr_pooled"] + 0.9, reference
+    assert with_reference["colorfulness"] >= 0.88 * with_reference["colorfulness_true"], reference   # not faint
 
 
 def test_hinted_colors_stop_at_a_sharp_edge(shipped_colorizer):
