@@ -171,12 +171,7 @@ def distribution(ab: np.ndarray) -> np.ndarray:
 
 def reference_distribution(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 reference image -> (Q,) float32 distribution of its colors (area-shrunk first)."""
-    rgb = np.asarray(rgb)
-    h, w = rgb.shape[:2]
-    step = int(np.ceil(np.sqrt(h * w / REFERENCE_PIXELS)))
-    if step > 1:   # a strided sample: the histogram of a 40-megapixel photo needs no more
-        rgb = rgb[step // 2::step, step // 2::step]
-    return distribution(colorspace.rgb_to_lab(rgb)[..., 1:])
+    return distribution(reference_ab(rgb))
 
 
 class Reference(NamedTuple):
@@ -186,13 +181,15 @@ class Reference(NamedTuple):
 
 
 def reference(rgb: np.ndarray) -> Reference:
-    """(H, W, 3) uint8 reference image -> its Reference."""
-    return Reference(reference_distribution(rgb), reference_ab(rgb))
+    """(H, W, 3) uint8 reference image -> its Reference (its pixels sampled and converted once)."""
+    pixels = reference_ab(rgb)
+    return Reference(distribution(pixels), pixels)
 
 
 def reference_ab(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 reference image -> (n, 2) float32: the ab of its pixels (a strided sample of at most
-    about REFERENCE_PIXELS, as reference_distribution takes), what match_reference matches to."""
+    about REFERENCE_PIXELS: the histogram of a 40-megapixel photo needs no more), what reference_distribution
+    counts and match_reference matches to."""
     rgb = np.asarray(rgb)
     step = int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / REFERENCE_PIXELS)))
     if step > 1:

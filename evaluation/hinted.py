@@ -126,9 +126,10 @@ def score_cifar(colorizer: Colorizer, images: np.ndarray, counts=HINT_COUNTS, se
     dists = refs = ref_pixels = None
     if reference is not None:
         ref_rgbs = [_reference_for(reference, images[i]) for i in range(N)]
-        dists = np.stack([core_hints.global_vector(core_hints.reference_distribution(r)) for r in ref_rgbs])
+        references = [core_hints.reference(r) for r in ref_rgbs]
+        dists = np.stack([core_hints.global_vector(r.distribution) for r in references])
         refs = [colorspace.rgb_to_lab(r)[..., 1:] for r in ref_rgbs]
-        ref_pixels = [core_hints.reference_ab(r) for r in ref_rgbs]   # the colors are matched to them
+        ref_pixels = [r.pixels for r in references]   # the colors are matched to them
     no_ref = np.tile(core_hints.empty_global(), (N, 1))
     plain = metrics.as_uint8(colorizer.colorize(images, batch_size=batch_size))
     fixed = Scores()
