@@ -62,7 +62,6 @@ in one of x264's default settings they were caught at the frame they hit).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import sys
 import time
@@ -401,85 +400,6 @@ def _palette_image(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(img, np.uint8), argb
 
 
-# ---- full-size color, faster ---------------------------------------------------------------------------
-# A frame's full-size steps are the photo path's (inference.fullres), with two shortcuts that give the
-# same result (to a level of 8 bits): L from the luminance alone, the gamut fit skipped for colors known to
-# be inside, and OpenCV's LAB -> RGB.
-
-@functools.cache
-def _linear_lut() -> np.ndarray:
-    """(256,) float32: sRGB uint8 -> linear, as core.colorspace's formula."""
-    c = np.arange(256, dtype=np.float64) / 255.0
-    return np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92).astype(np.float32)
-
-
-def lightness(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 -> (H, W) float32 CIE L in [0, 100]: fullres.lightness to about 1e-4, 3 x faster
-    (L depends on the luminance Y alone: a table lookup, one weighted sum, one cube root)."""
-    lin = cv2.LUT(np.ascontiguousarray(rgb), _linear_lut())            # (H, W, 3) float32 linear RGB
-    y = cv2.transform(lin, np.float32([[0.212671, 0.715160, 0.072169]]))   # (H, W) luminance, white Y = 1
-    f = np.cbrt(y)
-    small = y <= np.float32(0.008856)
-    if small.any():
-        f[small] = np.float32(7.787) * y[small] + np.float32(16 / 116)
-    return f * np.float32(116) - np.float32(16)
-
-
-L_STEPS = 4    # the table of safe chroma has a row per 1 / L_STEPS of L
-
-
-@functools.cache
-def _safe_chroma() -> np.ndarray:
-    """(100 L_STEPS + 1,) float32: for L in [i, i + 1] / L_STEPS, a chroma every hue has inside sRGB (with a margin)."""
-    L = np.arange(100 * L_STEPS + 1, dtype=np.float32) / L_STEPS
-    hue = np.linspace(0, 2 * np.pi, 720, endpoint=False, dtype=np.float32)
-    lo = np.zeros((len(L), len(hue)), np.float32)
-    hi = np.full_like(lo, 200.0)
-    LL = np.broadcast_to(L[:, None], lo.shape)
-    for _ in range(14):                  # bisection to 200 / 2^14 chroma units
-        mid = (lo + hi) / 2
-        lab = np.stack([LL, mid * np.cos(hue), mid * np.sin(hue)], -1)
-        inside = fullres.in_gamut(lab)
-        lo, hi = np.where(inside, mid, lo), np.where(inside, hi, mid)
-    per_l = lo.min(1)
-    safe = np.minimum(per_l, np.append(per_l[1:], per_l[-1]))   # both ends of each interval
-    return np.maximum(safe * np.float32(0.97) - np.float32(0.5), 0)   # the margin: hues between the samples
-
-
-def _fit_gamut_strip(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """L (n, w), ab (n, w, 2) -> LAB (n, w, 3) float32 with fullres.fit_gamut's chroma, which is computed only
-    where the chroma exceeds what every hue has inside sRGB at that L (the table above): the rest is inside."""
-    idx = np.minimum((L * L_STEPS).astype(np.int32), 100 * L_STEPS)     # L >= 0: lightness() never goes below
-    a, b = cv2.split(ab)
-    maybe = cv2.magnitude(a, b) > _safe_chroma()[idx]
-    lab = cv2.merge((np.ascontiguousarray(L, np.float32), a, b))
-    if maybe.any():
-        lab[maybe] = fullres.fit_gamut(lab[maybe])
-    return lab
-
-
-def lab_to_uint8(lab: np.ndarray) -> np.ndarray:
-    """(..., 3) LAB inside sRGB -> uint8 RGB with OpenCV (8 x faster than core.colorspace's; the same sRGB
-    and D65 white to 4 digits: at most 1 level apart, in a few pixels)."""
-    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
-    np.clip(rgb, 0, 1, out=rgb)
-    return cv2.convertScaleAbs(rgb, alpha=255)     # x 255, rounded, to uint8
-
-
-def recombine(rgb: np.ndarray, ab_small: np.ndarray, L: np.ndarray, guide_small: np.ndarray) -> np.ndarray:
-    """fullres.recombine's colorization (H, W, 3) uint8 from the frame, its L (H, W) and ab (h, w, 2) with
-    its guide (h, w), in the same strips, with the two shortcuts above (the gamut fit, OpenCV's LAB -> RGB)."""
-    h, w = rgb.shape[:2]
-    A, B = guided.coefficients(guide_small, np.asarray(ab_small, np.float32))
-    out = np.empty_like(rgb)
-    rows = max(1, fullres.STRIP_PIXELS // w)
-    for y0 in range(0, h, rows):
-        y1 = min(h, y0 + rows)
-        ab = guided.upsample_strip(A, B, L[y0:y1], y0, y1, h, w)
-        out[y0:y1] = lab_to_uint8(_fit_gamut_strip(L[y0:y1], ab))
-    return out
-
-
 # ---- stable colors ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -610,7 +530,7 @@ class FrameColorizer:
         rgb = np.asarray(rgb, np.uint8)
         full_hw = rgb.shape[:2]
         t = time.perf_counter()
-        L = lightness(rgb)                                                   # (H, W) [0, 100]
+        L = fullres.lightness(rgb)                                           # (H, W) [0, 100]
         shape = self.colorizer.working_shape(full_hw, self.long_side)
         small, guide = fullres.small_gray(L, shape)                          # (h, w, 3) uint8, (h, w) L
         fshape = flow_shape(full_hw, self.settings.flow_long_side)
@@ -641,7 +561,7 @@ class FrameColorizer:
             state = w * carried + (1 - w) * state
         self._prev = (l_flow, state)
         t = self._tick("blend", t)
-        out = recombine(rgb, state, L, l_flow)                              # fullres.recombine's result
+        out, _ = fullres.recombine(rgb, state, L=L, guide_small=l_flow)     # the photo path's full-size color
         self._tick("recombine", t)
         self.index += 1
         return out

@@ -131,8 +131,7 @@ def test_strips_equal_a_single_pass(small, full):
 
 def test_strips_equal_a_single_pass_to_float_rounding_of_large_coefficients():
     """Noise for chroma, uncorrelated with a noisy guide: |A| L and |B| reach ~900, where float32 rounding
-    (of Pillow's interpolation weights, computed from each strip's box) is ~1e-4; strips still agree to a
-    few float32 steps of those terms."""
+    (of the interpolation weights) is ~1e-4; strips still agree to a few float32 steps of those terms."""
     full, small = (301, 397), (48, 64)
     guide = random_guide(full, seed=2)
     src = np.random.default_rng(3).normal(0, 40, small + (2,)).astype(np.float32)
@@ -171,6 +170,40 @@ def test_a_strip_of_a_12_megapixel_photo_allocates_only_strip_sized_arrays():
         tracemalloc.stop()
     assert strip.shape == (y1 - y0, full_w, 2)
     assert peak < 8 * strip.nbytes, f"peak {peak} bytes for a {strip.nbytes}-byte strip"
+
+
+# ---- (6) OpenCV's enlargement is Pillow's ------------------------------------------------------
+
+def pillow_strip(A, B, guide_strip, y0, y1, full_h, full_w) -> np.ndarray:
+    """A strip as upsample_strip made it with Pillow alone (box = the band), the reference."""
+    out = np.empty((y1 - y0, full_w, A.shape[2]), np.float32)
+    for c in range(A.shape[2]):
+        a = guided._resize_band(Image.fromarray(np.ascontiguousarray(A[..., c])), y0, y1, full_h, full_w)
+        b = guided._resize_band(Image.fromarray(np.ascontiguousarray(B[..., c])), y0, y1, full_h, full_w)
+        out[..., c] = a * guide_strip + b
+    return out
+
+
+@pytest.mark.parametrize("small, full", [*STRIP_CASES, ((22, 32), (2828, 4243)), ((24, 32), (37, 41)),
+                                         ((8, 13), (5, 40)), ((8, 13), (40, 5)), ((8, 13), (3, 4))])
+def test_strips_are_pillows_bilinear_resize(small, full):
+    """Enlarging, OpenCV's resize (rows interpolated first) gives Pillow's result to float rounding (measured
+    1.4e-7 of the terms' size |A| 100 + |B|; 1e-5 allowed): first, middle and last strips, 1-pixel working
+    sides; a side that shrinks (the last three cases) takes Pillow's path, which averages there."""
+    src = np.random.default_rng(9).normal(0, 40, small + (2,)).astype(np.float32)
+    A, B = guided.coefficients(random_guide(small, seed=10), src)
+    scale = float((np.abs(A) * 100 + np.abs(B)).max()) + 1
+    full_h, full_w = full
+    rows = max(1, min(full_h // 3, 97))
+    for y0 in sorted({0, full_h // 2, full_h - rows}):
+        y1 = min(full_h, y0 + rows)
+        guide_strip = random_guide((y1 - y0, full_w), seed=y0)
+        expected = pillow_strip(A, B, guide_strip, y0, y1, full_h, full_w)
+        planes = guided.upsample_planes(A, B, guide_strip, y0, y1, full_h, full_w)
+        assert len(planes) == 2 and all(p.shape == (y1 - y0, full_w) and p.dtype == np.float32 for p in planes)
+        np.testing.assert_allclose(np.stack(planes, -1), expected, atol=1e-5 * scale, rtol=0)
+        np.testing.assert_array_equal(guided.upsample_strip(A, B, guide_strip, y0, y1, full_h, full_w),
+                                      np.stack(planes, -1))
 
 
 # ---- arguments ----------------------------------------------------------------------------------
