@@ -19,6 +19,43 @@ def test_bin_count_and_grid(bins):
     assert bins[:, 1].min() == -110 and bins[:, 1].max() == 90     # b: about -108 .. 95
 
 
+def _reference_gamut_bins(surface_ab, grid):
+    """The former gamut_bins: every surface color's cell, deduplicated and sorted by np.unique."""
+    cells = np.unique(np.round(surface_ab / grid).astype(np.int64), axis=0)
+    return (cells * grid).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def surface_ab():
+    """(6 * 256^2, 2) float32 ab of every 8-bit sRGB color with a channel at 0 or 255 (computed once)."""
+    v = np.arange(256, dtype=np.uint8)
+    u, w = (a.ravel() for a in np.meshgrid(v, v, indexing="ij"))
+    faces = []
+    for channel in range(3):
+        for value in (0, 255):
+            face = np.empty((len(u), 3), np.uint8)
+            face[:, channel] = value
+            face[:, (channel + 1) % 3] = u
+            face[:, (channel + 2) % 3] = w
+            faces.append(face)
+    return colorspace.rgb_to_lab(np.concatenate(faces))[:, 1:]
+
+
+@pytest.mark.parametrize("grid", [10, 7, 20])
+def test_gamut_bins_equal_converting_every_surface_color(surface_ab, grid):
+    """The patch search finds exactly the cells of the exhaustive definition: same dtype, order, bits."""
+    got, ref = ab_bins.gamut_bins(grid), _reference_gamut_bins(surface_ab, grid)
+    assert got.dtype == ref.dtype == np.float32 and got.shape == ref.shape
+    assert got.tobytes() == ref.tobytes()
+    assert not got.flags.writeable and ab_bins.gamut_bins(grid) is got      # cached, read-only
+
+
+def test_gamut_bins_have_the_documented_count(bins):
+    assert len(bins) == 261
+    for doc in (ab_bins.__doc__, ab_bins.gamut_bins.__doc__):
+        assert "Q = 261 for grid 10" in " ".join(doc.split())
+
+
 def test_every_bin_holds_an_srgb_color(bins):
     """Independently of how the bins were found: some (L, a, b) in each cell survives LAB -> sRGB -> LAB."""
     offsets = np.linspace(-5, 5, 11)
