@@ -80,6 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--hints", action="store_true", default=None,
                    help="also take color hints (points and a reference's colors), trained with simulated ones "
                         "(core.hints); with no hints given it still colorizes by itself")
+    g.add_argument("--hint-head", choices=("attention", "gates"), default=None,
+                   help="with --hints, how points become colors: attention (default: every pixel a learned mix of "
+                        "the hinted pixels' colors) or gates (the first design: three fixed spreads, gated)")
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
     g.add_argument("--temperature", type=float, default=None,
@@ -89,6 +92,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--init", type=Path, default=None, metavar="RUN_DIR",
                    help="start from the weights of this run (e.g. pretrained/effnet_unet) and fine-tune on --data; "
                         "the architecture is that run's")
+    g.add_argument("--train-new-only", action="store_true",
+                   help="with --init: train only the layers the --init run does not have (a --hint-head attention "
+                        "started from a run with gates); the others keep its weights, so the new run colorizes "
+                        "without points exactly as that run")
     g = p.add_argument_group("gan")
     g.add_argument("--color-space", choices=("rgb", "lab"), default=None,
                    help="gan: rgb (the original) or lab (generator L -> ab)")
@@ -96,6 +103,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.init is not None and args.resume:
         p.error("--init starts a new run from another run's weights; --resume continues a run: use one")
+    if args.train_new_only and args.init is None:
+        p.error("--train-new-only trains the layers an --init run does not have: give --init RUN_DIR")
+    if args.hint_head is not None and not args.hints and args.init is None:
+        p.error("--hint-head is the head of a run with --hints: add --hints")
     return args
 
 

@@ -28,6 +28,7 @@ import platform
 import socket
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -179,12 +180,15 @@ def weights_file(where: checkpoints.Checkpoint | Path, part: str = "model") -> P
 
 
 def load_weights(model, run_dir: Path, part: str = "model",
-                 checkpoint: checkpoints.Checkpoint | None = None) -> None:
+                 checkpoint: checkpoints.Checkpoint | None = None, optimizer_state: bool = True) -> None:
     """Load ``<part>.weights.h5`` of the run's current checkpoint (or of ``checkpoint``); for a compiled
     model this restores the optimizer state too. The one way every tool loads a run's weights.
 
     The optimizer is built on the model's *trainable* variables, so a frozen model (the GAN's
-    discriminator) must be made trainable before loading, as the GAN loop does.
+    discriminator) must be made trainable before loading, as the GAN loop does. ``optimizer_state``
+    False (colorizing: no optimizer needed): the network's weights alone, whatever the optimizer saved
+    (a run that trained some layers only, train.py --train-new-only, saved fewer optimizer variables
+    than the model compiled for all of them has, which Keras would warn about).
     """
     checkpoint = checkpoint or current_checkpoint(run_dir)
     if checkpoint is None:
@@ -194,12 +198,15 @@ def load_weights(model, run_dir: Path, part: str = "model",
     if not path.exists():
         raise RunError(f"{path}: missing; the run folder is damaged or mixed up (pick another --run-dir)")
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None and not optimizer.built:
+    if optimizer_state and optimizer is not None and not optimizer.built:
         # Keras writes a compiled model's optimizer variables into the same file; building the
         # optimizer first lets them load (resume continues Adam's moments instead of resetting them).
         optimizer.build(model.trainable_variables)
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():
+            if not optimizer_state:
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(path)
     except (ValueError, OSError, KeyError, TypeError) as err:   # another architecture's file, or a damaged one
         message = " ".join(str(err).split())[:300]
         raise RunError(f"{path}: these weights do not fit the model in config.json ({message}); "

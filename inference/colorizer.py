@@ -432,5 +432,5 @@ def build_network(config: dict, run_dir: Path):
         part = "generator"
     else:
         network, part = build_model(config["model"], **config["model_options"]), "model"
-    runs.load_weights(network, run_dir, part)
+    runs.load_weights(network, run_dir, part, optimizer_state=False)   # colorizing needs no optimizer
     return network

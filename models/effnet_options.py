@@ -26,7 +26,10 @@ DEFAULTS = {
     "fine_tune": None,                      # None: the encoder is frozen; "s16" / "s8": its blocks after that tap
                                             # are part of this network (ImageNet start, BatchNorm frozen) and train
     "hints": False,                         # True: two more inputs, local and global color hints (core.hints)
+    "hint_head": None,                      # with hints, how points become colors: "attention" (train.py's) or
+                                            # "gates"; None: "gates", what runs recorded before this option used
 }
+HINT_HEADS = ("attention", "gates")
 FINE_TUNE_FROM = ("s8", "s16")
 HUBER_DELTA = 10 / 255                      # 10 ab units in the (ab + 128) / 255 encoding
 
@@ -40,6 +43,9 @@ def options(image_size: int = 32, **given) -> dict:
     out["encoder_size"] = int(out["encoder_size"] or ENCODER_SCALE * image_size)
     out["taps"], out["widths"] = list(out["taps"]), [int(w) for w in out["widths"]]
     out["hints"] = bool(out["hints"])
+    out["hint_head"] = (out["hint_head"] or "gates") if out["hints"] else None
+    if out["hints"] and out["hint_head"] not in HINT_HEADS:
+        raise ValueError(f"effnet_unet: hint_head must be one of {', '.join(HINT_HEADS)}, got {out['hint_head']!r}")
     if out["head"] not in HEADS:
         raise ValueError(f"effnet_unet: head must be one of {', '.join(HEADS)}, got {out['head']!r}")
     if out["loss"] not in LOSSES:

@@ -41,7 +41,7 @@ import numpy as np
 from keras import layers, ops
 
 from core import ab_bins
-from core.hints import NETWORK_CHANNELS, SPREAD_FIELDS
+from core.hints import NETWORK_CHANNELS, SPREAD_FIELDS, SPREAD_L_VAR, SPREAD_SIGMA
 from models.blocks import OUTPUT_DTYPE
 from priors.efficientnet_lite0 import apply_blocks
 from priors.features import check_taps, tap_block, tap_shapes
@@ -194,7 +194,92 @@ class HintLogits(layers.Layer):
         return {**super().get_config(), "sigma": self.sigma}
 
 
+class HintAttention(layers.Layer):
+    """Every pixel's color as a weighted mean of the hinted pixels' colors, the weights learned:
+    ``[L, local, features]`` -> (B, h, w, 2) ab / AB_SCALE.
+
+    Per pixel p and hinted pixel i (the mask of the local hints), the weight is the softmax over i of
+    -|p - p_i|^2 / (2 s^2) - (L(p) - L(p_i))^2 / v + q(p) . k(p_i), where q and k are learned linear maps
+    of ``features`` (what a pixel looks like: learned from the decoder's, gradient stopped, so the decoder
+    stays the network's own) and L, s (times the long side) and v learned too. It starts as evaluate.py's spread baseline (s 0.19, v 200, q . k about
+    0) and learns which pixels look alike (the same object, the same material): measured, a fixed
+    propagation mixed per pixel stayed below that baseline (docs/hints.md). At most MAX_KEYS hinted
+    pixels are attended to (all of them at the training size; at a large working size, radius points
+    covering more pixels are sampled by the top-k's order). Without hints, zeros.
+    """
+
+    MAX_KEYS = 1024
+
+    def __init__(self, dim: int = 16, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+
+    def build(self, input_shape):
+        channels = int(input_shape[2][-1]) + 1                                 # features and L
+        small = keras.initializers.RandomNormal(stddev=0.01)                    # q . k about 0: the spread at first
+        self.query = self.add_weight(shape=(channels, self.dim), initializer=small, name="query")
+        self.key = self.add_weight(shape=(channels, self.dim), initializer=small, name="key")
+        self.log_sigma = self.add_weight(shape=(), initializer=keras.initializers.Constant(np.log(SPREAD_SIGMA)),
+                                         name="log_sigma")
+        self.log_l_var = self.add_weight(shape=(), initializer=keras.initializers.Constant(np.log(SPREAD_L_VAR)),
+                                         name="log_l_var")
+
+    def call(self, inputs):
+        L, local, features = inputs                                             # L in [0, 1]
+        h, w = int(L.shape[1]), int(L.shape[2])
+        n, k = h * w, min(h * w, self.MAX_KEYS)
+        mask = ops.reshape(local[..., 2], (-1, n))                             # (B, n) 1 at hinted pixels
+        _, index = ops.top_k(mask, k)                                          # (B, k) the hinted pixels first
+        pick = ops.one_hot(index, n, dtype=L.dtype)                            # (B, k, n): gathers as a matmul
+        rows, cols = np.mgrid[0:h, 0:w]
+        pos = np.stack([rows.ravel(), cols.ravel()], -1).astype(np.float32)   # (n, 2) pixel coordinates
+        light = ops.reshape(L, (-1, n, 1)) * 100.0                             # (B, n, 1) L in [0, 100]
+        feats = ops.concatenate([ops.reshape(features, (-1, n, int(features.shape[-1]))), light / 100.0], -1)
+        key_pos = ops.matmul(pick, pos)                                        # (B, k, 2)
+        key_light = ops.matmul(pick, light)                                    # (B, k, 1)
+        key_ab = ops.matmul(pick, ops.reshape(local[..., :2], (-1, n, 2)))     # (B, k, 2)
+        key_on = ops.matmul(pick, mask[..., None])                             # (B, k, 1) 1: a hinted pixel
+        d2 = (np.sum(pos * pos, -1)[None, :, None] + ops.transpose(ops.sum(key_pos * key_pos, -1, keepdims=True), (0, 2, 1))
+              - 2.0 * ops.matmul(pos, ops.transpose(key_pos, (0, 2, 1))))    # (B, n, k) squared distances
+        s = ops.exp(self.log_sigma) * max(h, w)
+        logits = (-d2 / (2.0 * s * s) - (light - ops.transpose(key_light, (0, 2, 1))) ** 2 / ops.exp(self.log_l_var)
+                  + ops.matmul(ops.matmul(feats, self.query), ops.transpose(ops.matmul(ops.matmul(pick, feats), self.key), (0, 2, 1)))
+                  + (ops.transpose(key_on, (0, 2, 1)) - 1.0) * 1e9)            # not hinted: weight 0
+        ab = ops.matmul(ops.softmax(logits, axis=-1), key_ab)                  # (B, n, 2)
+        return ops.reshape(ab, (-1, h, w, 2))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[0][:3], 2)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim}
+
+
+class AttendedLogits(HintLogits):
+    """The logits with hints of the attention head: ``[logits, local, ab, reference]`` -> (B, h, w, Q).
+
+    An image with points: a Gaussian around HintAttention's color ab, -|q - ab|^2 / (2 sigma^2) over the
+    bins q (sigma 5 ab units: the expectation, the decoding at temperature 1, gives ab back to within
+    about a unit inside the gamut); the points decide, a reference given as well is not used. An image
+    without points: HintLogits' (the network's own logits, the learned bias, the reference's log-prior).
+    """
+
+    def call(self, inputs):
+        logits, local, ab, reference = inputs
+        own = ops.stop_gradient(logits) + self.bias
+        log_r = ops.log(reference[:, :-1] + 1e-4) * reference[:, -1:]        # (B, Q); 0 without a reference
+        own = own + ops.softplus(self.beta) * log_r[:, None, None, :]
+        ab = ab * 128.0                                                        # (B, h, w, 2) ab units
+        sq = ops.sum(ab * ab, axis=-1, keepdims=True) - 2.0 * ops.matmul(ab, self._bins_t) + self._bins_sq
+        points = ops.max(local[..., 2], axis=(1, 2))[:, None, None, None] > 0  # (B, 1, 1, 1)
+        return ops.where(points, sq * (-0.5 / (self.sigma * self.sigma)), own)
+
+
 GLOBAL_WIDTH = 64   # the global hint's embedding, concatenated at the coarsest level
+# The attention head's sizes (measured on batch 5 with 10 points: docs/hints.md)
+ATTENTION_CONTEXT = 32   # channels of the 3x3 convolution on the decoder's features and L
+ATTENTION_EMBED = 64     # channels of the per-pixel mix that the queries and keys are read from
+ATTENTION_DIM = 32       # query and key size
 
 
 def _hint_parts(hints, size_hw: tuple[int, int], image_hw: tuple[int, int], i: int) -> list:
@@ -271,11 +356,21 @@ class StopGradient(layers.Layer):
         return ops.stop_gradient(x)
 
 
-def _hinted_logits(logits, features, local, reference):
-    """The logits with hints (HintLogits): the gates predicted per pixel from the decoder's features and the hints."""
-    # the decoder's features enter the gates with their gradient stopped too: the decoder is trained by the
+def _hinted_logits(logits, features, l_in, local, reference, head: str):
+    """The logits with hints: ``head`` "attention" (AttendedLogits on HintAttention), or "gates" (HintLogits, the
+    gates predicted per pixel from the decoder's features and the hints)."""
+    # the decoder's features enter the head with their gradient stopped: the decoder is trained by the
     # network's own (rebalanced) loss alone, so it colorizes without hints as a run without them does
-    gate_in = layers.Concatenate(name="gate_in")([StopGradient(name="features_fixed")(features), local])
+    fixed = StopGradient(name="features_fixed")(features)
+    if head == "attention":
+        # what a pixel looks like, for the attention: the features with their 3x3 context, mixed per pixel
+        with_l = layers.Concatenate(name="hint_features_l")([fixed, l_in])
+        context = layers.Conv2D(ATTENTION_CONTEXT, 3, padding="same", activation="relu", name="hint_context")(with_l)
+        looks = layers.Conv2D(ATTENTION_EMBED, 1, activation="relu", name="hint_embed")(
+            layers.Concatenate(name="hint_looks")([context, with_l]))                      # (B, h, w, ATTENTION_EMBED)
+        ab = HintAttention(ATTENTION_DIM, name="hint_attention")([l_in, local, looks])     # (B, h, w, 2) ab / 128
+        return AttendedLogits(name="hint_logits", dtype=OUTPUT_DTYPE)([logits, local, ab, reference])
+    gate_in = layers.Concatenate(name="gate_in")([fixed, local])
     gates = layers.Conv2D(len(SPREAD_FIELDS), 3, padding="same", activation="softplus",
                           bias_initializer=keras.initializers.Constant(1.0), name="hint_gate")(gate_in)   # (B, h, w, K)
     return HintLogits(name="hint_logits", dtype=OUTPUT_DTYPE)([logits, local, gates, reference])
@@ -304,7 +399,8 @@ def build(image_size: int = 32, work_shape=None, **given) -> keras.Model:
                         name="bin_logits" if classify else "ab")(x)
     if hint_in and classify:
         # (B, h, w, 2Q): the logits with hints (the gated spread Gaussian added), then the network's own
-        out = layers.Concatenate(name="hinted_and_own_logits", dtype=OUTPUT_DTYPE)([_hinted_logits(out, x, *hint_in), out])
+        out = layers.Concatenate(name="hinted_and_own_logits", dtype=OUTPUT_DTYPE)(
+            [_hinted_logits(out, x, l_in, *hint_in, opts["hint_head"]), out])
     model = keras.Model([l_in, *tap_in, *hint_in], out, name="effnet_unet")
     for layer in encoder_layers(model):
         if isinstance(layer, layers.BatchNormalization):

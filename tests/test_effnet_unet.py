@@ -184,3 +184,38 @@ def test_init_refuses_another_model_or_architecture_in_one_line(tiny_run, unet_r
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and message in err
         assert not (tmp_path / "x").exists()
+
+
+def test_train_new_only_trains_the_attention_head_alone_from_a_gates_run(tmp_path_factory, tmp_path, capsys):
+    """--init a run with the gates head, --hint-head attention --train-new-only: the new run's layers that the
+    gates run has keep its weights exactly (it colorizes without points as that run), the attention head
+    learns; a resume freezes the same layers (encoder_data.train_new_only, before the checkpoint is restored).
+    Without --init, or with nothing new, one line."""
+    from conftest import built_run
+    from models import build_model
+    gates = built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="gates")
+    run_dir = tmp_path / "attention"
+    common = ("--limit", "16", "--batch-size", "8", "--seed", "1", "--no-logs", "--learning-rate", "1e-2")
+    script("train", "-m", "effnet_unet", "--init", gates, "--hint-head", "attention", "--train-new-only",
+           "--epochs", "2", *common, "--run-dir", run_dir)
+    assert "training only the layers" in capsys.readouterr().out
+    config = runs.load_config(run_dir)
+    assert config["model_options"]["hint_head"] == "attention" and config["init"]["train_new_only"] is True
+    source, tuned = (build_model("effnet_unet", **runs.load_config(d)["model_options"]) for d in (gates, run_dir))
+    runs.load_weights(source, gates, "model")
+    runs.load_weights(tuned, run_dir, "model")
+    kept = [layer.name for layer in tuned.layers if layer.weights and layer.name in {x.name for x in source.layers}]
+    assert "out_mix" in kept and "hint_logits" in kept and "level0_bn" in kept
+    for name in kept:
+        for a, b in zip(source.get_layer(name).get_weights(), tuned.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    fresh = build_model("effnet_unet", **config["model_options"])
+    start = fresh.get_layer("hint_attention")
+    assert any(np.abs(a - b).max() > 1e-4 for a, b in zip(start.get_weights(), tuned.get_layer("hint_attention").get_weights()))
+    from training import encoder_data
+    assert sorted(encoder_data.train_new_only(fresh, gates)) == ["hint_attention", "hint_context", "hint_embed"]
+    assert len(fresh.trainable_weights) == 8 and fresh.get_layer("out_mix").trainable is False
+    script("train", "-m", "effnet_unet", "--hints", "--init", gates, "--train-new-only", *common,
+           "--run-dir", tmp_path / "x", expect=2)                           # the usage errors: test_startup
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no layer that" in err

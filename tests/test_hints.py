@@ -76,7 +76,38 @@ def test_simulated_points_take_the_originals_patch_color_and_are_seeded():
 @pytest.fixture(scope="module")
 def hint_colorizer(tmp_path_factory):
     from inference import Colorizer
-    return Colorizer.from_run(built_run(tmp_path_factory, "effnet_unet", hints=True))
+    return Colorizer.from_run(built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention"))
+
+
+def test_the_attention_head_starts_as_the_spread_baseline_and_ignores_hints_without_points():
+    """Untrained, HintAttention's weights are evaluate.py's spread (s 0.19, v 200): the hinted logits decode
+    (expectation) to core.hints.spread_field's colors; an image without points gets the network's own
+    logits plus the bias (zero at first), whatever its attention would say."""
+    import keras
+
+    from models import effnet_unet
+    from models.effnet_unet import build, decode
+    keras.utils.set_random_seed(3)
+    model = build(32, hints=True, hint_head="attention")
+    rng = np.random.default_rng(0)
+    L = rng.uniform(0, 1, (3, 32, 32, 1)).astype(np.float32)
+    taps = [rng.normal(size=(3, *i.shape[1:])).astype(np.float32) for i in model.inputs[1:-2]]
+    local = np.zeros((3, 32, 32, 3), np.float32)
+    for b in (1, 2):   # image 0: no points
+        ab = rng.uniform(-40, 40, (32, 32, 2))
+        local[b] = hints.local_planes(hints.simulate_points(ab, 5 * b, rng), (32, 32), (32, 32))
+    net = hints.network_local(local, L[..., 0] * 100)
+    out = np.asarray(model.predict([L, *taps, net, np.zeros((3, 262), np.float32)], verbose=0))
+    q = out.shape[-1] // 2
+    decoded = decode(out[..., :q], "classification", 1.0) * 255 - 128                # ab units
+    for b in (1, 2):
+        spread = hints.spread_field(local[b], L[b, ..., 0] * 100)[..., :2] * hints.AB_SCALE
+        assert np.abs(decoded[b] - spread).max() < 0.5 and np.abs(spread).max() > 10
+    np.testing.assert_array_equal(out[0, ..., :q], out[0, ..., q:])
+    with pytest.raises(ValueError, match="hint_head must be one of"):
+        effnet_unet.options(32, hints=True, hint_head="nearest")
+    assert effnet_unet.options(32, hints=True)["hint_head"] == "gates"       # runs recorded before the option
+    assert effnet_unet.options(32)["hint_head"] is None
 
 
 def test_hints_change_the_output_and_a_run_without_them_refuses_them(hint_colorizer, tmp_path_factory, sample_val):

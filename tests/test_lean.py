@@ -47,7 +47,7 @@ def levels(a, b) -> tuple[float, float]:
 
 @pytest.mark.parametrize("model, color_space, options", [
     ("autoencoder", None, {}), ("unet", None, {}), ("fusion_label", None, {}), ("gan", "rgb", {}), ("gan", "lab", {}),
-    ("effnet_unet", None, {"hints": True}),
+    ("effnet_unet", None, {"hints": True, "hint_head": "gates"}),
 ])
 def test_same_colors_as_keras(tmp_path_factory, sample_val, model, color_space, options):
     onnx, keras_ = both(built_run(tmp_path_factory, model, color_space=color_space, **options))
@@ -60,7 +60,7 @@ def test_same_colors_as_keras(tmp_path_factory, sample_val, model, color_space, 
 def test_hints_and_photo_sizes(tmp_path_factory):
     """A hint run with points and a reference, at a photo's own aspect ratio (a working size of its own file)."""
     from core import hints
-    onnx, keras_ = both(built_run(tmp_path_factory, "effnet_unet", hints=True))
+    onnx, keras_ = both(built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention"))
     rng = np.random.default_rng(3)
     photo = rng.integers(0, 256, (45, 70, 3), np.uint8)
     points = [hints.point(10, 5, (200, 30, 30)), hints.point(60, 40, (20, 200, 40), radius=3)]

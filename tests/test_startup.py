@@ -90,6 +90,8 @@ ARGPARSE_MISTAKES = [
     ("evaluate", ["-m", "unet", "--no-stabilize"], "--no-stabilize: only with --video"),
     ("demo", ["--max-files", "0"], "must be positive"),
     ("train", ["-m", "unet", "--mixed-precision", "float8"], "invalid choice: 'float8'"),
+    ("train", ["-m", "effnet_unet", "--hints", "--train-new-only"], "give --init RUN_DIR"),
+    ("train", ["-m", "effnet_unet", "--hint-head", "attention"], "add --hints"),
 ]
 
 

@@ -37,9 +37,12 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
     given = {} if init_config is None else _inherited(init_config, args.image_size)
     for key, value in (("head", args.head), ("loss", args.loss), ("encoder_size", args.encoder_size),
                        ("temperature", args.temperature), ("learning_rate", args.learning_rate),
-                       ("fine_tune", args.fine_tune_from), ("hints", getattr(args, "hints", None))):
+                       ("fine_tune", args.fine_tune_from), ("hints", getattr(args, "hints", None)),
+                       ("hint_head", getattr(args, "hint_head", None))):
         if value is not None:
             given[key] = value
+    if given.get("hints") and not given.get("hint_head"):
+        given["hint_head"] = "attention" if init_config is None else "gates"   # an --init run's, as recorded
     if init_config is not None:
         given.setdefault("learning_rate", INIT_LEARNING_RATE)
         _check_same_architecture(init_config, given, args.init)
@@ -88,6 +91,26 @@ def load_init_weights(model, init_dir: Path, init_config: dict) -> None:
         except (ValueError, OSError) as err:
             raise runs.RunError(f"{init_dir}: its weights do not fit this model ({' '.join(str(err).split())[:200]});"
                                 " --init needs a run of the same architecture") from None
+
+
+def _init_layer_names(init_dir: Path) -> set[str]:
+    init_config = runs.load_config(init_dir)
+    return {layer.name for layer in build_model(init_config["model"], **init_config["model_options"]).layers}
+
+
+def train_new_only(model, init_dir: Path) -> list[str]:
+    """--train-new-only: every layer of ``model`` that the --init run has is frozen (BatchNorm in inference
+    mode), the model compiled again so that only the others train; their names. Done before a checkpoint
+    is restored too (the optimizer's variables are the trainable ones'). RunError if none is new."""
+    have = _init_layer_names(init_dir)
+    trained = [layer.name for layer in model.layers if layer.weights and layer.name not in have]
+    if not trained:
+        raise runs.RunError(f"--train-new-only: this model has no layer that {init_dir} lacks; nothing to train")
+    for layer in model.layers:
+        if layer.name in have:
+            layer.trainable = False
+    model.compile(optimizer=model.optimizer, loss=model.loss)   # Keras 3: trainable changes need a compile
+    return trained
 
 
 def copy_weights(source, target) -> list[str]:

@@ -162,7 +162,8 @@ def new_config(args, spec, train, val, init_config: dict | None = None) -> dict:
         config["class_rebalancing"] = encoder_data.rebalancing(train)
     if init_config is not None:   # where the weights started from
         config["init"] = {"run_dir": str(args.init), "created": init_config.get("created"),
-                          "data": init_config.get("data", {}).get("description")}
+                          "data": init_config.get("data", {}).get("description"),
+                          "train_new_only": bool(getattr(args, "train_new_only", False))}
     return config
 
 
@@ -278,6 +279,9 @@ def _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state,
     from training import fit as trainer
 
     found = runs.current_checkpoint(run_dir)
+    if (config.get("init") or {}).get("train_new_only"):
+        trained = encoder_data.train_new_only(built, Path(config["init"]["run_dir"]))
+        print(f"training only the layers {config['init']['run_dir']} lacks: {', '.join(trained)}")
     if found is not None:   # --resume (also after a stop inside epoch 1)
         state = trainer.restore_checkpoint(built, found)
         print(f"resuming after epoch {state['epoch']} (step {state['step']})")
