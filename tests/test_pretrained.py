@@ -30,7 +30,8 @@ def test_shipped_run_is_small_and_self_describing():
     config = runs.load_config(SHIPPED)
     assert config["model"] == "effnet_unet" and config["model_options"]["head"] == "classification"
     checkpoint = runs.current_checkpoint(SHIPPED, announce=False)   # a verified checkpoint, like any run's
-    assert checkpoint.state["epoch"] == 8 and not checkpoint.legacy and (SHIPPED / "summary.txt").is_file()
+    assert checkpoint.state["epoch"] == 10 and not checkpoint.legacy and (SHIPPED / "summary.txt").is_file()
+    assert config["model_options"]["hint_head"] == "attention" and config["init"]["train_new_only"] is True
 
 
 def test_shipped_weights_beat_gray_on_the_sample(shipped_colorizer, sample_val):
@@ -120,17 +121,17 @@ def test_compare_scores_the_shipped_run_at_every_temperature(tmp_path, monkeypat
 
 def test_the_shipped_run_follows_hints_on_the_sample(shipped_colorizer, sample_val):
     """Quality regression test with hints (evaluation.hinted, the protocol of evaluate.py --hints) on the 100
-    sample images. Measured: no hints 21.64 dB pooled; 10 points drawn from each original 24.47 (the
-    spread baseline with the same points: 25.93); each original as its own reference 24.67 (histogram
-    matching: 23.61), colorfulness 33.9 where the originals have 37.4 (the reference's histograms matched,
-    core.hints.match_reference). The issue's target for 10 points (>= spread + 1 dB) is not met: README,
-    Color hints."""
+    sample images. Measured: no hints 21.64 dB pooled; 10 points drawn from each original 26.51 (the
+    spread baseline with the same points: 25.93; the previous run with gates: 24.47); each original as its
+    own reference 24.67 (histogram matching: 23.61), colorfulness 33.9 where the originals have 37.4 (the
+    reference's histograms matched, core.hints.match_reference). The issue's target for 10 points
+    (>= spread + 1 dB) is not met: README, Color hints."""
     from evaluation import hinted
     assert shipped_colorizer.takes_hints
     result = hinted.score_cifar(shipped_colorizer, sample_val.images, counts=(0, 10), seed=0)
     model, spread = result["methods"]["model"], result["methods"]["spread"]
-    assert model[10]["psnr_pooled"] >= model[0]["psnr_pooled"] + 2.5, (model[0], model[10])
-    assert model[10]["psnr_pooled"] >= spread[10]["psnr_pooled"] - 2.0, (model[10], spread[10])
+    assert model[10]["psnr_pooled"] >= model[0]["psnr_pooled"] + 4.5, (model[0], model[10])
+    assert model[10]["psnr_pooled"] >= spread[10]["psnr_pooled"] + 0.4, (model[10], spread[10])
     reference = hinted.score_cifar(shipped_colorizer, sample_val.images, counts=(0,), seed=0, reference="self")
     matched = reference["histogram_matched"]
     with_reference = reference["methods"]["model"][0]
