@@ -78,9 +78,23 @@ def _srgb_to_linear(rgb, dtype=np.float32) -> np.ndarray:
     return _srgb_to_linear_float(rgb.astype(np.float32, copy=False)).astype(dtype, copy=False)
 
 
-def _linear_to_srgb(c: np.ndarray) -> np.ndarray:
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """Linear RGB or luminance (any shape) -> float32 sRGB-encoded, [0, 1] for inputs in [0, 1]."""
     c = np.maximum(c, 0.0)   # pow of negatives is undefined; out-of-gamut goes to 0 as in skimage
     return np.where(c > 0.0031308, 1.055 * c ** (1 / 2.4) - 0.055, 12.92 * c).astype(np.float32)
+
+
+def linear_lut() -> np.ndarray:
+    """(256,) float32, read-only: sRGB uint8 level -> linear [0, 1], the table this module converts uint8 with
+    (for code that looks it up another way, as inference.fullres does with OpenCV)."""
+    view = _LINEAR_LUT.view()
+    view.flags.writeable = False
+    return view
+
+
+def luminance_weights() -> np.ndarray:
+    """(3,) float32: linear sRGB -> luminance Y (white Y = 1), the weights gray_rgb and L use."""
+    return _RGB_TO_XYZ[1].astype(np.float32)
 
 
 # Pixels per block of the per-pixel conversions. A whole-array pass makes a dozen temporaries the
@@ -137,7 +151,7 @@ def _lab_to_rgb_block(lab: np.ndarray, rgb: np.ndarray) -> None:
     f = np.stack([fy + lab[:, 1] / 500.0, fy, fy - lab[:, 2] / 200.0], axis=-1)
     f[:, 2] = np.maximum(f[:, 2], 0.0)   # skimage clips negative z (out of gamut) the same way
     xyz = np.where(f > 0.2068966, f ** 3, (f - np.float32(16 / 116)) / _KAPPA)
-    rgb[:] = np.clip(_linear_to_srgb(xyz @ _XYZN_TO_RGB), 0.0, 1.0)
+    rgb[:] = np.clip(linear_to_srgb(xyz @ _XYZN_TO_RGB), 0.0, 1.0)
 
 
 def lab_to_rgb(lab) -> np.ndarray:
@@ -148,8 +162,8 @@ def lab_to_rgb(lab) -> np.ndarray:
 def gray_rgb(rgb) -> np.ndarray:
     """(..., 3) RGB -> (..., 3) float32 [0, 1] gray image, R = G = B (the L channel, a = b = 0)."""
     lin = _srgb_to_linear(rgb)
-    y = lin @ _RGB_TO_XYZ[1].astype(np.float32)   # linear luminance, (...)
-    return np.repeat(_linear_to_srgb(y)[..., None], 3, axis=-1)
+    y = lin @ luminance_weights()   # linear luminance, (...)
+    return np.repeat(linear_to_srgb(y)[..., None], 3, axis=-1)
 
 
 # ---- network encodings -------------------------------------------------------

@@ -51,14 +51,7 @@ def working_shape(full_hw: tuple[int, int], long_side: int = WORK_LONG_SIDE,
     return tuple(max(multiple, int(round(side * scale / multiple)) * multiple) for side in (H, W))
 
 
-@functools.cache
-def _linear_lut() -> np.ndarray:
-    """(256,) float32: sRGB uint8 -> linear RGB in [0, 1], core.colorspace's formula (the same values)."""
-    c = np.arange(256, dtype=np.float64) / 255.0
-    return np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92).astype(np.float32)
-
-
-_LUMINANCE = np.float32([[0.212671, 0.715160, 0.072169]])   # linear sRGB -> Y (D65 white: Y = 1), core.colorspace's row
+_LUMINANCE = colorspace.luminance_weights()[None]   # (1, 3) linear sRGB -> Y (D65 white: Y = 1), for cv2.transform
 
 
 def _strip_rows(w: int) -> int:
@@ -79,7 +72,7 @@ def lightness(rgb: np.ndarray) -> np.ndarray:
     out = np.empty((h, w), np.float32)
     rows = _strip_rows(w)
     for y0 in range(0, h, rows):
-        lin = cv2.LUT(np.ascontiguousarray(rgb[y0:y0 + rows]), _linear_lut())   # (n, w, 3) float32 linear RGB
+        lin = cv2.LUT(np.ascontiguousarray(rgb[y0:y0 + rows]), colorspace.linear_lut())   # (n, w, 3) float32 linear RGB
         y = cv2.transform(lin, _LUMINANCE).reshape(lin.shape[:2])                  # (n, w) Y in [0, 1]
         f = np.cbrt(y)
         small = y <= np.float32(0.008856)                                          # CIE's linear segment near black
@@ -140,10 +133,8 @@ def _gray_uint8(rgb: np.ndarray) -> np.ndarray:
     core.colorspace.to_uint8(core.colorspace.gray_rgb(rgb)) (tests/test_fullres_fast.py checks every bit):
     the same float32 arithmetic for the luminance and its sRGB encoding, but the table lookup by OpenCV and
     the encoding and rounding done once per pixel, not per channel (2 x faster)."""
-    lin = cv2.LUT(np.ascontiguousarray(rgb), _linear_lut())          # (n, w, 3) float32 linear RGB
-    y = np.maximum(lin @ _LUMINANCE[0], np.float32(0))               # (n, w) Y in [0, 1], colorspace's matmul
-    encoded = np.where(y > 0.0031308, 1.055 * y ** (1 / 2.4) - 0.055, 12.92 * y).astype(np.float32)
-    level = np.clip(np.rint(encoded * np.float32(255.0)), 0, 255).astype(np.uint8)
+    lin = cv2.LUT(np.ascontiguousarray(rgb), colorspace.linear_lut())   # (n, w, 3) float32 linear RGB
+    level = colorspace.to_uint8(colorspace.linear_to_srgb(lin @ _LUMINANCE[0]))   # (n, w): gray_rgb's, once per pixel
     return np.broadcast_to(level[..., None], (*level.shape, 3))
 
 
