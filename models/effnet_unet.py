@@ -178,14 +178,22 @@ class HintLogits(layers.Layer):
 
     def call(self, inputs):
         logits, local, gates, reference = inputs
-        out = ops.stop_gradient(logits) + self.bias
+        out = self._own(logits, reference)
         for k in range(gates.shape[-1]):
-            ab = local[..., 3 + 3 * k:5 + 3 * k] * 128.0                  # (B, h, w, 2) ab units
             weight = ops.sign(local[..., 5 + 3 * k:6 + 3 * k]) * gates[..., k:k + 1]
-            sq = ops.sum(ab * ab, axis=-1, keepdims=True) - 2.0 * ops.matmul(ab, self._bins_t) + self._bins_sq
-            out = out + weight * sq * (-0.5 / (self.sigma * self.sigma))
+            out = out + weight * self._gaussian(local[..., 3 + 3 * k:5 + 3 * k])
+        return out
+
+    def _own(self, logits, reference):
+        """The network's own logits (gradient stopped), the bias, the reference's log-prior: (B, h, w, Q)."""
         log_r = ops.log(reference[:, :-1] + 1e-4) * reference[:, -1:]   # (B, Q); 0 without a reference
-        return out + ops.softplus(self.beta) * log_r[:, None, None, :]
+        return ops.stop_gradient(logits) + self.bias + ops.softplus(self.beta) * log_r[:, None, None, :]
+
+    def _gaussian(self, ab):
+        """ab / 128 (B, h, w, 2) -> -|q - ab|^2 / (2 sigma^2) over the bins q (ab units): (B, h, w, Q)."""
+        ab = ab * 128.0                                                  # ab units
+        sq = ops.sum(ab * ab, axis=-1, keepdims=True) - 2.0 * ops.matmul(ab, self._bins_t) + self._bins_sq
+        return sq * (-0.5 / (self.sigma * self.sigma))
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -266,13 +274,8 @@ class AttendedLogits(HintLogits):
 
     def call(self, inputs):
         logits, local, ab, reference = inputs
-        own = ops.stop_gradient(logits) + self.bias
-        log_r = ops.log(reference[:, :-1] + 1e-4) * reference[:, -1:]        # (B, Q); 0 without a reference
-        own = own + ops.softplus(self.beta) * log_r[:, None, None, :]
-        ab = ab * 128.0                                                        # (B, h, w, 2) ab units
-        sq = ops.sum(ab * ab, axis=-1, keepdims=True) - 2.0 * ops.matmul(ab, self._bins_t) + self._bins_sq
         points = ops.max(local[..., 2], axis=(1, 2))[:, None, None, None] > 0  # (B, 1, 1, 1)
-        return ops.where(points, sq * (-0.5 / (self.sigma * self.sigma)), own)
+        return ops.where(points, self._gaussian(ab), self._own(logits, reference))
 
 
 GLOBAL_WIDTH = 64   # the global hint's embedding, concatenated at the coarsest level

@@ -41,8 +41,8 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
                        ("hint_head", getattr(args, "hint_head", None))):
         if value is not None:
             given[key] = value
-    if given.get("hints") and not given.get("hint_head"):
-        given["hint_head"] = "attention" if init_config is None else "gates"   # an --init run's, as recorded
+    if given.get("hints") and init_config is None:
+        given.setdefault("hint_head", "attention")   # a new run's; an --init run's is inherited (none: gates)
     if init_config is not None:
         given.setdefault("learning_rate", INIT_LEARNING_RATE)
         _check_same_architecture(init_config, given, args.init)
