@@ -329,3 +329,16 @@ def test_sigterm_during_a_clip_closes_it_playable_and_says_so(tmp_path):
     assert "stopped after 3 frame(s), the clip closed and playable" in output
     assert f"{out / 'pan.mp4'} holds the first 3 frame(s) of {clip} (closed and playable)" in output
     assert clip_facts(out / "pan.mp4") == (48, 32, 24, 3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (61, 97)])
+def test_results_are_written_as_lossless_png_any_reader_opens(tmp_path, shape):
+    """save_png's fast settings (OpenCV, 'up' filter, run-length zlib) keep every pixel, in RGB order."""
+    rgb = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    rgb[0, 0] = (255, 0, 0)
+    path = tmp_path / "out.png"
+    photos.save_png(rgb, path)
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(im), rgb)
+    assert not (tmp_path / "out.png.tmp").exists()
