@@ -80,9 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--hints", action="store_true", default=None,
                    help="also take color hints (points and a reference's colors), trained with simulated ones "
                         "(core.hints); with no hints given it still colorizes by itself")
-    g.add_argument("--hint-head", choices=("attention", "gates"), default=None,
-                   help="with --hints, how points become colors: attention (default: every pixel a learned mix of "
-                        "the hinted pixels' colors) or gates (the first design: three fixed spreads, gated)")
+    g.add_argument("--hint-head", choices=("attention_own", "attention", "gates"), default=None,
+                   help="with --hints, how points become colors: attention_own (default: every pixel a learned mix "
+                        "of the hinted pixels' colors and its own), attention (the hinted pixels' only) or gates "
+                        "(the first design: three fixed spreads, gated)")
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
     g.add_argument("--temperature", type=float, default=None,

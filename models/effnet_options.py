@@ -26,10 +26,11 @@ DEFAULTS = {
     "fine_tune": None,                      # None: the encoder is frozen; "s16" / "s8": its blocks after that tap
                                             # are part of this network (ImageNet start, BatchNorm frozen) and train
     "hints": False,                         # True: two more inputs, local and global color hints (core.hints)
-    "hint_head": None,                      # with hints, how points become colors: "attention" (train.py's) or
-                                            # "gates"; None: "gates", what runs recorded before this option used
+    "hint_head": None,                      # with hints, how points become colors: "attention_own" (train.py's),
+                                            # "attention" (without the own-color key) or "gates"; None: "gates",
+                                            # what runs recorded before this option used
 }
-HINT_HEADS = ("attention", "gates")
+HINT_HEADS = ("attention_own", "attention", "gates")
 FINE_TUNE_FROM = ("s8", "s16")
 HUBER_DELTA = 10 / 255                      # 10 ab units in the (ab + 128) / 255 encoding
 

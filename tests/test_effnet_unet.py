@@ -145,7 +145,9 @@ def test_fine_tuning_trains_the_encoder_blocks_from_a_frozen_run(tiny_run, tmp_p
     after = keras.ops.convert_to_numpy(tuned.get_layer("blocks_12__expand_conv").kernel)
     assert after.shape == start.shape and 0 < np.abs(after - start).max() < 0.1   # trained, near ImageNet's
     losses = [v for _, v in tblog.read_scalars(tmp_path / "logs")["train"]["epoch_loss"]]
-    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    # one step per epoch, each with other simulated hints (the hinted half of the loss is noisy): it starts
+    # at the shipped run's level (an untrained network: about 2 ln 261 = 11.1) and goes below it
+    assert len(losses) == 3 and losses[0] < 7.0 and min(losses[1:]) < losses[0], losses
 
 
 def test_temperature_needs_a_classification_head(unet_run, capsys):
@@ -174,12 +176,15 @@ def test_init_from_the_shipped_run_fine_tunes_on_photos(tmp_path, sample_val):
     assert options["encoder_size"] == shipped_config["model_options"]["encoder_size"] * 48 // 32   # same scale
     assert options["widths"] == shipped_config["model_options"]["widths"]
     losses = [v for _, v in tblog.read_scalars(tmp_path / "logs")["train"]["epoch_loss"]]
-    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    # one step per epoch, each with other simulated hints (the hinted half of the loss is noisy): it starts
+    # at the shipped run's level (an untrained network: about 2 ln 261 = 11.1) and goes below it
+    assert len(losses) == 3 and losses[0] < 7.0 and min(losses[1:]) < losses[0], losses
 
 
 def test_init_refuses_another_model_or_architecture_in_one_line(tiny_run, unet_run, tmp_path, capsys):
     for args, message in ((["--init", unet_run], "is a run of 'unet', not 'effnet_unet'"),
-                          (["--init", tiny_run, "--head", "regression"], "same architecture")):
+                          (["--init", tiny_run, "--head", "regression"], "same architecture"),
+                          (["--init", tiny_run, "--hint-head", "attention"], "was trained without hints")):
         script("train", "-m", "effnet_unet", *args, "--limit", "8", "--run-dir", tmp_path / "x", expect=2)
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and message in err
@@ -187,20 +192,20 @@ def test_init_refuses_another_model_or_architecture_in_one_line(tiny_run, unet_r
 
 
 def test_train_new_only_trains_the_attention_head_alone_from_a_gates_run(tmp_path_factory, tmp_path, capsys):
-    """--init a run with the gates head, --hint-head attention --train-new-only: the new run's layers that the
+    """--init a run with the gates head, --train-new-only: the new run's layers that the
     gates run has keep its weights exactly (it colorizes without points as that run), the attention head
-    learns; a resume freezes the same layers (encoder_data.train_new_only, before the checkpoint is restored).
+    (train.py's default, attention_own) learns; a resume freezes the same layers (encoder_data.train_new_only, before the checkpoint is restored).
     Without --init, or with nothing new, one line."""
     from conftest import built_run
     from models import build_model
     gates = built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="gates")
     run_dir = tmp_path / "attention"
     common = ("--limit", "16", "--batch-size", "8", "--seed", "1", "--no-logs", "--learning-rate", "1e-2")
-    script("train", "-m", "effnet_unet", "--init", gates, "--hint-head", "attention", "--train-new-only",
+    script("train", "-m", "effnet_unet", "--init", gates, "--hint-head", "attention_own", "--train-new-only",
            "--epochs", "2", *common, "--run-dir", run_dir)
     assert "training only the layers" in capsys.readouterr().out
     config = runs.load_config(run_dir)
-    assert config["model_options"]["hint_head"] == "attention" and config["init"]["train_new_only"] is True
+    assert config["model_options"]["hint_head"] == "attention_own" and config["init"]["train_new_only"] is True
     source, tuned = (build_model("effnet_unet", **runs.load_config(d)["model_options"]) for d in (gates, run_dir))
     runs.load_weights(source, gates, "model")
     runs.load_weights(tuned, run_dir, "model")
@@ -213,8 +218,9 @@ def test_train_new_only_trains_the_attention_head_alone_from_a_gates_run(tmp_pat
     start = fresh.get_layer("hint_attention")
     assert any(np.abs(a - b).max() > 1e-4 for a, b in zip(start.get_weights(), tuned.get_layer("hint_attention").get_weights()))
     from training import encoder_data
-    assert sorted(encoder_data.train_new_only(fresh, gates)) == ["hint_attention", "hint_context", "hint_embed"]
-    assert len(fresh.trainable_weights) == 8 and fresh.get_layer("out_mix").trainable is False
+    assert sorted(encoder_data.train_new_only(fresh, gates)) == ["hint_attention", "hint_context", "hint_embed",
+                                                                 "hint_own_key", "own_color"]
+    assert len(fresh.trainable_weights) == 11 and fresh.get_layer("out_mix").trainable is False
     script("train", "-m", "effnet_unet", "--hints", "--init", gates, "--train-new-only", *common,
            "--run-dir", tmp_path / "x", expect=2)                           # the usage errors: test_startup
     err = capsys.readouterr().err.strip()

@@ -61,9 +61,9 @@ def hint_run(tmp_path_factory):
     from models import effnet_unet
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(effnet_unet.DEFAULTS, "hints", True)
-        patch.setitem(effnet_unet.DEFAULTS, "hint_head", "attention")   # train.py's head (HintAttention's ops)
+        patch.setitem(effnet_unet.DEFAULTS, "hint_head", "attention_own")   # train.py's head (HintAttention's ops)
         run_dir = built_run(tmp_path_factory, "effnet_unet", color_space="hints")   # color_space: only the folder name
-    assert json.loads((run_dir / "config.json").read_text())["model_options"]["hint_head"] == "attention"
+    assert json.loads((run_dir / "config.json").read_text())["model_options"]["hint_head"] == "attention_own"
     return run_dir
 
 

@@ -76,7 +76,7 @@ def test_simulated_points_take_the_originals_patch_color_and_are_seeded():
 @pytest.fixture(scope="module")
 def hint_colorizer(tmp_path_factory):
     from inference import Colorizer
-    return Colorizer.from_run(built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention"))
+    return Colorizer.from_run(built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention_own"))
 
 
 def test_the_attention_head_starts_as_the_spread_baseline_and_ignores_hints_without_points():
@@ -108,6 +108,35 @@ def test_the_attention_head_starts_as_the_spread_baseline_and_ignores_hints_with
         effnet_unet.options(32, hints=True, hint_head="nearest")
     assert effnet_unet.options(32, hints=True)["hint_head"] == "gates"       # runs recorded before the option
     assert effnet_unet.options(32)["hint_head"] is None
+
+
+def test_the_own_color_key_keeps_a_lone_points_color_from_crossing_an_edge():
+    """attention_own, untrained: near its point (same L, within 10 px) a pixel takes the point's color as the
+    spread does; across a sharp edge in L (60 levels: a spread weight of e^-18, below the own key's e^-8)
+    it keeps the network's own color, where the plain attention head paints the point's color."""
+    import keras
+
+    from models.effnet_unet import build, decode
+    L = np.full((1, 32, 32, 1), 0.2, np.float32)
+    L[:, :, 16:] = 0.8                                                       # a sharp edge at column 16
+    local = hints.local_planes([hints.Point(8, 16, 60.0, 40.0)], (32, 32), (32, 32))[None]
+    rng = np.random.default_rng(0)
+    decoded = {}
+    for head in ("attention_own", "attention"):
+        keras.utils.set_random_seed(3)
+        model = build(32, hints=True, hint_head=head)
+        taps = [rng.normal(size=(1, *i.shape[1:])).astype(np.float32) for i in model.inputs[1:-2]]
+        out = np.asarray(model.predict([L, *taps, hints.network_local(local, L[..., 0] * 100),
+                                        np.zeros((1, 262), np.float32)], verbose=0))[0]
+        q = out.shape[-1] // 2
+        decoded[head] = (decode(out[..., :q], "classification", 1.0) * 255 - 128,   # with the point, ab units
+                         decode(out[..., q:], "classification", 1.0) * 255 - 128)   # the network's own
+    hinted, own = decoded["attention_own"]
+    rows, cols = np.mgrid[0:32, 0:32]
+    near = ((rows - 16) ** 2 + (cols - 8) ** 2 <= 100) & (cols < 16)
+    assert np.abs(hinted[near] - (60, 40)).max() < 1.5
+    assert np.abs(hinted[:, 16:] - own[:, 16:]).max() < 1.5 and np.abs(own[:, 16:] - (60, 40)).min() > 20
+    assert np.abs(decoded["attention"][0][:, 16:] - (60, 40)).max() < 1.5        # without the key: crosses
 
 
 def test_hints_change_the_output_and_a_run_without_them_refuses_them(hint_colorizer, tmp_path_factory, sample_val):

@@ -60,7 +60,7 @@ def test_same_colors_as_keras(tmp_path_factory, sample_val, model, color_space, 
 def test_hints_and_photo_sizes(tmp_path_factory):
     """A hint run with points and a reference, at a photo's own aspect ratio (a working size of its own file)."""
     from core import hints
-    onnx, keras_ = both(built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention"))
+    onnx, keras_ = both(built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention_own"))
     rng = np.random.default_rng(3)
     photo = rng.integers(0, 256, (45, 70, 3), np.uint8)
     points = [hints.point(10, 5, (200, 30, 30)), hints.point(60, 40, (20, 200, 40), radius=3)]

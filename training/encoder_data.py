@@ -42,8 +42,10 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
         if value is not None:
             given[key] = value
     if given.get("hints") and init_config is None:
-        given.setdefault("hint_head", "attention")   # a new run's; an --init run's is inherited (none: gates)
+        given.setdefault("hint_head", "attention_own")   # a new run's; an --init run's is inherited (none: gates)
     if init_config is not None:
+        if given.get("hint_head") and not given.get("hints"):
+            raise runs.RunError(f"{args.init} was trained without hints: --hint-head is the head of a run with hints")
         given.setdefault("learning_rate", INIT_LEARNING_RATE)
         _check_same_architecture(init_config, given, args.init)
     batch = args.batch_size or 32
