@@ -17,7 +17,7 @@ from cli.errors import run_main
 from cli.options import add_data_args, add_model_arg, check_data
 from core.stopping import signal_name
 from models import JIT_CHOICES, get_spec
-from models.effnet_options import FINE_TUNE_FROM, HEADS, LOSSES
+from models.effnet_options import FINE_TUNE_FROM, HEADS, HINT_HEADS, LOSSES
 from training import checkpointing, distribute   # both light; training.session (Keras) loads in main
 
 # --mixed-precision's values: the keys of training.session.MIXED_PRECISION, which imports Keras
@@ -80,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--hints", action="store_true", default=None,
                    help="also take color hints (points and a reference's colors), trained with simulated ones "
                         "(core.hints); with no hints given it still colorizes by itself")
-    g.add_argument("--hint-head", choices=("attention_own", "attention", "gates"), default=None,
+    g.add_argument("--hint-head", choices=HINT_HEADS, default=None,
                    help="with --hints, how points become colors: attention_own (default: every pixel a learned mix "
                         "of the hinted pixels' colors and its own), attention (the hinted pixels' only) or gates "
                         "(the first design: three fixed spreads, gated)")

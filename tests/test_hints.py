@@ -79,6 +79,21 @@ def hint_colorizer(tmp_path_factory):
     return Colorizer.from_run(built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention_own"))
 
 
+def _predict(model, L, local, rng) -> np.ndarray:
+    """An effnet_unet with hints on L (B, 32, 32, 1) in [0, 1] and local hints (B, 32, 32, 3), random taps, no
+    reference: (B, 32, 32, 2Q), the logits with hints, then the network's own."""
+    taps = [rng.normal(size=(len(L), *i.shape[1:])).astype(np.float32) for i in model.inputs[1:-2]]
+    net = hints.network_local(local, L[..., 0] * 100)
+    return np.asarray(model.predict([L, *taps, net, np.zeros((len(L), 262), np.float32)], verbose=0))
+
+
+def _decoded(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """_predict's output -> (with hints, own) colors at temperature 1, ab units, each (B, 32, 32, 2)."""
+    from models.effnet_unet import decode
+    q = out.shape[-1] // 2
+    return tuple(decode(half, "classification", 1.0) * 255 - 128 for half in (out[..., :q], out[..., q:]))
+
+
 def test_the_attention_head_starts_as_the_spread_baseline_and_ignores_hints_without_points():
     """Untrained, HintAttention's weights are evaluate.py's spread (s 0.19, v 200): the hinted logits decode
     (expectation) to core.hints.spread_field's colors; an image without points gets the network's own
@@ -86,20 +101,18 @@ def test_the_attention_head_starts_as_the_spread_baseline_and_ignores_hints_with
     import keras
 
     from models import effnet_unet
-    from models.effnet_unet import build, decode
+    from models.effnet_unet import build
     keras.utils.set_random_seed(3)
     model = build(32, hints=True, hint_head="attention")
     rng = np.random.default_rng(0)
     L = rng.uniform(0, 1, (3, 32, 32, 1)).astype(np.float32)
-    taps = [rng.normal(size=(3, *i.shape[1:])).astype(np.float32) for i in model.inputs[1:-2]]
     local = np.zeros((3, 32, 32, 3), np.float32)
     for b in (1, 2):   # image 0: no points
         ab = rng.uniform(-40, 40, (32, 32, 2))
         local[b] = hints.local_planes(hints.simulate_points(ab, 5 * b, rng), (32, 32), (32, 32))
-    net = hints.network_local(local, L[..., 0] * 100)
-    out = np.asarray(model.predict([L, *taps, net, np.zeros((3, 262), np.float32)], verbose=0))
+    out = _predict(model, L, local, rng)
     q = out.shape[-1] // 2
-    decoded = decode(out[..., :q], "classification", 1.0) * 255 - 128                # ab units
+    decoded, _ = _decoded(out)
     for b in (1, 2):
         spread = hints.spread_field(local[b], L[b, ..., 0] * 100)[..., :2] * hints.AB_SCALE
         assert np.abs(decoded[b] - spread).max() < 0.5 and np.abs(spread).max() > 10
@@ -116,7 +129,7 @@ def test_the_own_color_key_keeps_a_lone_points_color_from_crossing_an_edge():
     it keeps the network's own color, where the plain attention head paints the point's color."""
     import keras
 
-    from models.effnet_unet import build, decode
+    from models.effnet_unet import build
     L = np.full((1, 32, 32, 1), 0.2, np.float32)
     L[:, :, 16:] = 0.8                                                       # a sharp edge at column 16
     local = hints.local_planes([hints.Point(8, 16, 60.0, 40.0)], (32, 32), (32, 32))[None]
@@ -125,12 +138,7 @@ def test_the_own_color_key_keeps_a_lone_points_color_from_crossing_an_edge():
     for head in ("attention_own", "attention"):
         keras.utils.set_random_seed(3)
         model = build(32, hints=True, hint_head=head)
-        taps = [rng.normal(size=(1, *i.shape[1:])).astype(np.float32) for i in model.inputs[1:-2]]
-        out = np.asarray(model.predict([L, *taps, hints.network_local(local, L[..., 0] * 100),
-                                        np.zeros((1, 262), np.float32)], verbose=0))[0]
-        q = out.shape[-1] // 2
-        decoded[head] = (decode(out[..., :q], "classification", 1.0) * 255 - 128,   # with the point, ab units
-                         decode(out[..., q:], "classification", 1.0) * 255 - 128)   # the network's own
+        decoded[head] = [half[0] for half in _decoded(_predict(model, L, local, rng))]   # with the point, own
     hinted, own = decoded["attention_own"]
     rows, cols = np.mgrid[0:32, 0:32]
     near = ((rows - 16) ** 2 + (cols - 8) ** 2 <= 100) & (cols < 16)
