@@ -11,6 +11,7 @@
 - ``hintsfile``: the hints file (points and a reference), parsed and checked.
 - ``photos``: reading photo files of any size and format safely, with their hints, and writing
   them colorized (what ``colorize.py`` and the demo do).
+- ``png``: PNG files written on every core (bands of rows compressed in threads, one valid stream).
 
 May import: ``core``, ``dataset``, ``priors``, ``models``.
 """

@@ -26,7 +26,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -35,7 +34,7 @@ from core import faults
 from core.stopping import GracefulStop
 from dataset import IMAGE_EXTENSIONS, MAX_PIXELS, DataError
 from core import hints as core_hints
-from inference import hintsfile, video
+from inference import hintsfile, png, video
 from inference.colorizer import Colorizer, HintsError  # noqa: F401  (HintsError: raised by the tools for photos)
 
 # dataset.MAX_PIXELS: inputs above it are refused before decoding (40 MP: 120 MB as uint8 RGB)
@@ -240,24 +239,12 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = COMPARE_GAP) ->
     return np.concatenate([left, np.full((h, gap, 3), 255, np.uint8), right], axis=1)
 
 
-# zlib level 1, every row filtered by its difference from the row above ("up"), run-length matching only:
-# measured (one process, alternating, on a 12-megapixel enlarged photo and a 20-megapixel real one) 0.29 s
-# and 0.77 s against 0.53 s and 1.66 s with libpng's adaptive filters at the same level, and files 8 and 6 %
-# smaller (8.0 against 8.7 MB, 28.0 against 29.8). Lossless either way: the same pixels.
-PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
-               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-
-
 def save_png(image: np.ndarray, path: Path) -> None:
+    """(H, W, 3) uint8 RGB -> a PNG file at ``path``, on every core (inference.png: speed over size; the
+    same pixels), written whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    # Speed over size: at Pillow's default (zlib 6) writing was over half of colorize.py's time on a
-    # 12-megapixel photo (1.89 s; at level 1 0.62 s, files a third larger); OpenCV's libpng at level 1 0.45 s,
-    # PNG_OPTIONS (above) about half that again.
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR), PNG_OPTIONS)
-    if not ok:
-        raise OSError(f"{path}: OpenCV could not encode the image as PNG")
-    tmp.write_bytes(encoded.tobytes())
+    tmp.write_bytes(png.encode_rgb(image))
     tmp.replace(path)   # no half-written PNG if interrupted
 
 

@@ -333,7 +333,7 @@ def test_sigterm_during_a_clip_closes_it_playable_and_says_so(tmp_path):
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (61, 97)])
 def test_results_are_written_as_lossless_png_any_reader_opens(tmp_path, shape):
-    """save_png's fast settings (OpenCV, 'up' filter, run-length zlib) keep every pixel, in RGB order."""
+    """save_png (inference.png: 'up' filter, run-length zlib, bands on every core) keeps every pixel, in RGB order."""
     rgb = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
     rgb[0, 0] = (255, 0, 0)
     path = tmp_path / "out.png"
