@@ -82,7 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(core.hints); with no hints given it still colorizes by itself")
     g.add_argument("--hint-head", choices=HINT_HEADS, default=None,
                    help="with --hints, how points become colors: attention_own (default: every pixel a learned mix "
-                        "of the hinted pixels' colors and its own), attention (the hinted pixels' only) or gates "
+                        "of the hinted pixels' colors and its own), attention_taps (the same, the encoder's finest taps "
+                        "also telling which pixels look alike), attention (the hinted pixels' only) or gates "
                         "(the first design: three fixed spreads, gated)")
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")

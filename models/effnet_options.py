@@ -27,10 +27,12 @@ DEFAULTS = {
                                             # are part of this network (ImageNet start, BatchNorm frozen) and train
     "hints": False,                         # True: two more inputs, local and global color hints (core.hints)
     "hint_head": None,                      # with hints, how points become colors: "attention_own" (train.py's),
-                                            # "attention" (without the own-color key) or "gates"; None: "gates",
+                                            # "attention_taps" (attention_own, the encoder's finest taps in what a
+                                            # pixel looks like), "attention" (without the own-color key) or
+                                            # "gates"; None: "gates",
                                             # what runs recorded before this option used
 }
-HINT_HEADS = ("attention_own", "attention", "gates")
+HINT_HEADS = ("attention_own", "attention_taps", "attention", "gates")
 FINE_TUNE_FROM = ("s8", "s16")
 HUBER_DELTA = 10 / 255                      # 10 ab units in the (ab + 128) / 255 encoding
 

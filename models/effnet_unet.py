@@ -392,21 +392,27 @@ class StopGradient(layers.Layer):
         return ops.stop_gradient(x)
 
 
-def _hinted_logits(logits, features, l_in, local, reference, head: str):
+def _hinted_logits(logits, features, l_in, local, reference, head: str, taps: list):
     """The logits with hints: ``head`` "attention_own" or "attention" (AttendedLogits on HintAttention, with or
-    without the network's own color as a key), or "gates" (HintLogits, the gates predicted per pixel from the
+    without the network's own color as a key; "attention_taps": attention_own with the encoder's two finest
+    ``taps`` in what a pixel looks like), or "gates" (HintLogits, the gates predicted per pixel from the
     decoder's features and the hints)."""
     # the decoder's features enter the head with their gradient stopped: the decoder is trained by the
     # network's own (rebalanced) loss alone, so it colorizes without hints as a run without them does
     fixed = StopGradient(name="features_fixed")(features)
     if head.startswith("attention"):
         # what a pixel looks like, for the attention: the features with their 3x3 context, mixed per pixel
-        with_l = layers.Concatenate(name="hint_features_l")([fixed, l_in])
+        looked_at = [fixed, l_in]
+        if head == "attention_taps":   # ImageNet's view of the pixel too, not only what its color was trained on
+            hw = tuple(int(d) for d in l_in.shape[1:3])
+            finest = sorted(taps, key=lambda t: -int(t.shape[1]))[:2]
+            looked_at += [_resize(StopGradient(name=f"hint_tap{i}_fixed")(t), hw, f"hint_tap{i}") for i, t in enumerate(finest)]
+        with_l = layers.Concatenate(name="hint_features_l")(looked_at)
         context = layers.Conv2D(ATTENTION_CONTEXT, 3, padding="same", activation="relu", name="hint_context")(with_l)
         looks = layers.Conv2D(ATTENTION_EMBED, 1, activation="relu", name="hint_embed")(
             layers.Concatenate(name="hint_looks")([context, with_l]))                      # (B, h, w, ATTENTION_EMBED)
         keys = [l_in, local, looks]
-        if head == "attention_own":
+        if head in ("attention_own", "attention_taps"):
             own = OwnColor(name="own_color")(logits)                                      # (B, h, w, 2) ab / 128
             own_logit = layers.Conv2D(1, 1, kernel_initializer="zeros", name="hint_own_key",
                                       bias_initializer=keras.initializers.Constant(OWN_KEY_BIAS))(
@@ -437,14 +443,15 @@ def build(image_size: int = 32, work_shape=None, **given) -> keras.Model:
     tap_in = [keras.Input(shape, name=f"tap_{t}") for t, shape in zip(taps, tap_shapes(taps, encoder_hw))]
     hint_in = [keras.Input((*hw, HINT_CHANNELS), name="hints"),
                keras.Input((len(ab_bins.gamut_bins()) + 1,), name="reference")] if opts["hints"] else []
-    x = decoder(l_in, tap_in + _trained_encoder(opts, dict(zip(taps, tap_in))), opts["widths"], hw, hint_in or None)
+    all_taps = tap_in + _trained_encoder(opts, dict(zip(taps, tap_in)))
+    x = decoder(l_in, all_taps, opts["widths"], hw, hint_in or None)
     classify = opts["head"] == "classification"
     out = layers.Conv2D(len(ab_bins.gamut_bins()) if classify else 2, 1, dtype=OUTPUT_DTYPE,
                         name="bin_logits" if classify else "ab")(x)
     if hint_in and classify:
         # (B, h, w, 2Q): the logits with hints (the gated spread Gaussian added), then the network's own
         out = layers.Concatenate(name="hinted_and_own_logits", dtype=OUTPUT_DTYPE)(
-            [_hinted_logits(out, x, l_in, *hint_in, opts["hint_head"]), out])
+            [_hinted_logits(out, x, l_in, *hint_in, opts["hint_head"], all_taps), out])
     model = keras.Model([l_in, *tap_in, *hint_in], out, name="effnet_unet")
     for layer in encoder_layers(model):
         if isinstance(layer, layers.BatchNormalization):

@@ -123,8 +123,9 @@ def test_the_attention_head_starts_as_the_spread_baseline_and_ignores_hints_with
     assert effnet_unet.options(32)["hint_head"] is None
 
 
-def test_the_own_color_key_keeps_a_lone_points_color_from_crossing_an_edge():
-    """attention_own, untrained: near its point (same L, within 10 px) a pixel takes the point's color as the
+@pytest.mark.parametrize("own_head", ["attention_own", "attention_taps"])
+def test_the_own_color_key_keeps_a_lone_points_color_from_crossing_an_edge(own_head):
+    """attention_own (and attention_taps, which also reads the encoder's finest taps), untrained: near its point (same L, within 10 px) a pixel takes the point's color as the
     spread does; across a sharp edge in L (60 levels: a spread weight of e^-18, below the own key's e^-8)
     it keeps the network's own color, where the plain attention head paints the point's color."""
     import keras
@@ -135,11 +136,11 @@ def test_the_own_color_key_keeps_a_lone_points_color_from_crossing_an_edge():
     local = hints.local_planes([hints.Point(8, 16, 60.0, 40.0)], (32, 32), (32, 32))[None]
     rng = np.random.default_rng(0)
     decoded = {}
-    for head in ("attention_own", "attention"):
+    for head in (own_head, "attention"):
         keras.utils.set_random_seed(3)
         model = build(32, hints=True, hint_head=head)
         decoded[head] = [half[0] for half in _decoded(_predict(model, L, local, rng))]   # with the point, own
-    hinted, own = decoded["attention_own"]
+    hinted, own = decoded[own_head]
     rows, cols = np.mgrid[0:32, 0:32]
     near = ((rows - 16) ** 2 + (cols - 8) ** 2 <= 100) & (cols < 16)
     assert np.abs(hinted[near] - (60, 40)).max() < 1.5

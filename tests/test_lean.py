@@ -57,10 +57,11 @@ def test_same_colors_as_keras(tmp_path_factory, sample_val, model, color_space, 
     assert mean <= 0.05 and worst <= 1.0, (mean, worst)   # the issue's bound is a mean of 1 level
 
 
-def test_hints_and_photo_sizes(tmp_path_factory):
+@pytest.mark.parametrize("head", ["attention_own", "attention_taps"])
+def test_hints_and_photo_sizes(tmp_path_factory, head):
     """A hint run with points and a reference, at a photo's own aspect ratio (a working size of its own file)."""
     from core import hints
-    onnx, keras_ = both(built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention_own"))
+    onnx, keras_ = both(built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head=head))
     rng = np.random.default_rng(3)
     photo = rng.integers(0, 256, (45, 70, 3), np.uint8)
     points = [hints.point(10, 5, (200, 30, 30)), hints.point(60, 40, (20, 200, 40), radius=3)]
