@@ -33,6 +33,7 @@ DEFAULTS = {
                                             # what runs recorded before this option used
 }
 HINT_HEADS = ("attention_own", "attention_taps", "attention", "gates")
+OWN_KEY_HEADS = ("attention_own", "attention_taps")   # the heads with the "no point applies here" key
 FINE_TUNE_FROM = ("s8", "s16")
 HUBER_DELTA = 10 / 255                      # 10 ab units in the (ab + 128) / 255 encoding
 

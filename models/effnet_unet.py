@@ -47,7 +47,7 @@ from priors.efficientnet_lite0 import apply_blocks
 from priors.features import check_taps, tap_block, tap_shapes
 # the Keras-free part (options, decoding), re-exported: the tools import them from either module
 from models.effnet_options import (DEFAULTS, ENCODER_SCALE, FINE_TUNE_FROM, HEADS, HINTED_TEMPERATURE,  # noqa: F401
-                                   HUBER_DELTA, LOSSES, _hw, decode, encoder_taps, options, split_output,
+                                   HUBER_DELTA, LOSSES, OWN_KEY_HEADS, _hw, decode, encoder_taps, options, split_output,
                                    working_encoder_shape)
 
 def _trained_encoder(opts: dict, frozen: dict) -> list:
@@ -406,13 +406,14 @@ def _hinted_logits(logits, features, l_in, local, reference, head: str, taps: li
         if head == "attention_taps":   # ImageNet's view of the pixel too, not only what its color was trained on
             hw = tuple(int(d) for d in l_in.shape[1:3])
             finest = sorted(taps, key=lambda t: -int(t.shape[1]))[:2]
-            looked_at += [_resize(StopGradient(name=f"hint_tap{i}_fixed")(t), hw, f"hint_tap{i}") for i, t in enumerate(finest)]
+            looked_at += [_resize(StopGradient(name=f"hint_tap{i}_fixed")(t), hw, f"hint_tap{i}")
+                          for i, t in enumerate(finest)]
         with_l = layers.Concatenate(name="hint_features_l")(looked_at)
         context = layers.Conv2D(ATTENTION_CONTEXT, 3, padding="same", activation="relu", name="hint_context")(with_l)
         looks = layers.Conv2D(ATTENTION_EMBED, 1, activation="relu", name="hint_embed")(
             layers.Concatenate(name="hint_looks")([context, with_l]))                      # (B, h, w, ATTENTION_EMBED)
         keys = [l_in, local, looks]
-        if head in ("attention_own", "attention_taps"):
+        if head in OWN_KEY_HEADS:
             own = OwnColor(name="own_color")(logits)                                      # (B, h, w, 2) ab / 128
             own_logit = layers.Conv2D(1, 1, kernel_initializer="zeros", name="hint_own_key",
                                       bias_initializer=keras.initializers.Constant(OWN_KEY_BIAS))(

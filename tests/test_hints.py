@@ -5,6 +5,7 @@ import pytest
 
 from conftest import built_run
 from core import colorspace, hints
+from models.effnet_options import OWN_KEY_HEADS
 
 
 # ---- encodings ---------------------------------------------------------------------------------
@@ -123,11 +124,12 @@ def test_the_attention_head_starts_as_the_spread_baseline_and_ignores_hints_with
     assert effnet_unet.options(32)["hint_head"] is None
 
 
-@pytest.mark.parametrize("own_head", ["attention_own", "attention_taps"])
+@pytest.mark.parametrize("own_head", OWN_KEY_HEADS)
 def test_the_own_color_key_keeps_a_lone_points_color_from_crossing_an_edge(own_head):
-    """attention_own (and attention_taps, which also reads the encoder's finest taps), untrained: near its point (same L, within 10 px) a pixel takes the point's color as the
-    spread does; across a sharp edge in L (60 levels: a spread weight of e^-18, below the own key's e^-8)
-    it keeps the network's own color, where the plain attention head paints the point's color."""
+    """attention_own (and attention_taps, which also reads the encoder's finest taps), untrained: near its
+    point (same L, within 10 px) a pixel takes the point's color as the spread does; across a sharp edge in L
+    (60 levels: a spread weight of e^-18, below the own key's e^-8) it keeps the network's own color, where
+    the plain attention head paints the point's color."""
     import keras
 
     from models.effnet_unet import build

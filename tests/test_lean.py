@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT, SAMPLE, built_run
 from inference import lean
 from inference.colorizer import Colorizer
+from models.effnet_options import OWN_KEY_HEADS
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
@@ -57,7 +58,7 @@ def test_same_colors_as_keras(tmp_path_factory, sample_val, model, color_space, 
     assert mean <= 0.05 and worst <= 1.0, (mean, worst)   # the issue's bound is a mean of 1 level
 
 
-@pytest.mark.parametrize("head", ["attention_own", "attention_taps"])
+@pytest.mark.parametrize("head", OWN_KEY_HEADS)
 def test_hints_and_photo_sizes(tmp_path_factory, head):
     """A hint run with points and a reference, at a photo's own aspect ratio (a working size of its own file)."""
     from core import hints
