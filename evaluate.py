@@ -198,7 +198,7 @@ def _video(args, colorizer) -> int:
     doc = vmetrics.evaluate_clips(colorizer, args.video, args.modes, args.work_size, settings,
                                   warping=not args.no_warping, report=lambda line: print(f"  {line}", flush=True))
     doc = {"model": colorizer.spec.name, "run_dir": str(colorizer.run_dir), "runtime": colorizer.runtime,
-           "decoding": {"temperature": colorizer.temperature, "undo_rebalancing": colorizer.undo_rebalancing},
+           "decoding": colorizer.decoding_settings,
            **doc}
     out = args.out or runs.ROOT / "results" / colorizer.spec.name / "video.json"
     scoring.write_json(out, vmetrics.json_ready(doc))
@@ -243,7 +243,7 @@ def _hinted(args, colorizer, paths: list[Path] | None) -> int:
         result = hinted.score_cifar(colorizer, data.images, counts, args.hint_seed, reference, args.batch_size)
         result["data"] = scoring.data_info(data, *scoring.data_source(args.data, args.split), args.limit)
     result.update(model=colorizer.spec.name, run_dir=str(colorizer.run_dir), reference_file=args.reference,
-                  decoding={"temperature": colorizer.temperature, "undo_rebalancing": colorizer.undo_rebalancing})
+                  decoding=colorizer.decoding_settings)
     out = args.out or runs.ROOT / "results" / colorizer.spec.name / "hints.json"
     scoring.write_json(out, json.loads(json.dumps(result, default=str)))
     print()

@@ -68,7 +68,7 @@ def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> N
     """--temperature, --chroma-gain, --undo-rebalancing and --flip-average (and, for evaluate.py, sweeps of the first three)."""
     parser.add_argument("--temperature", type=float, default=None,
                         help="annealed-mean temperature of a classification head (effnet_unet): 1 = the expected "
-                             "color, lower = more colorful (default: the run's, 0.6)")
+                             "color, lower = more colorful (default: the run's; the shipped run's 0.7)")
     parser.add_argument("--chroma-gain", type=float, default=None,
                         help="multiply the predicted a, b by this (any model; default 1)")
     parser.add_argument("--undo-rebalancing", type=float, default=None, metavar="U",
@@ -77,7 +77,8 @@ def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> N
                              "faithful setting (default 0: as trained, colorful)")
     parser.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
                         help="also colorize the mirror image, mirror its colors back and average the two (any "
-                             "model; twice the work; default off)")
+                             "model; twice the work; default: the run's, off unless its config.json says "
+                             "\"flip_average\": true, as the shipped run's does; --no-flip-average: off)")
     if sweep:
         parser.add_argument("--temperatures", type=_positive_floats, default=None, metavar="T1,T2,...",
                             help="also score each of these temperatures (e.g. 1,0.6,0.38)")

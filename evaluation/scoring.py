@@ -108,6 +108,7 @@ def result_record(colorizer: Colorizer, data: ImageSet, data_source: dict, model
         "model": colorizer.spec.name,
         "run_dir": str(colorizer.run_dir),
         "image_size": colorizer.image_size,
+        "decoding": colorizer.decoding_settings,
         "data": data_source,
         "n_images": len(data),
         "psnr_cap_db": metrics.PSNR_CAP_DB,

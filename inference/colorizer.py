@@ -59,6 +59,15 @@ class DecodingError(ValueError):
     """A decoding option the run's model does not have (--temperature without a classification head)."""
 
 
+def _flip_default(config: dict, run_dir) -> bool:
+    """The run's decoding default for test-time flips (config.json "flip_average", absent: false)."""
+    value = config.get("flip_average", False)
+    if not isinstance(value, bool):
+        raise DecodingError(f"{run_dir}/config.json: flip_average must be true or false, got {value!r}; "
+                            "the run folder is damaged")
+    return value
+
+
 class Colorizer:
     """Wraps the network that maps gray input to color (the GAN's generator)."""
 
@@ -82,7 +91,8 @@ class Colorizer:
         # (with T = 1: the expected color, most faithful). None for models without one.
         self.undo_rebalancing = 0.0 if self.temperature is not None else None
         # Test-time flips: also colorize the mirror image, mirror its colors back and average the two.
-        self.flip_average = False
+        # Off unless the run's config.json says "flip_average": true (the shipped run: chosen by measurement).
+        self.flip_average = _flip_default(config, run_dir)
         self.note = None   # set by inference.pretrained.load_run when the shipped run stands in
         # Whether the network takes color hints (core.hints): local points and a global reference.
         self.takes_hints = bool(self.options.get("hints"))
@@ -92,6 +102,12 @@ class Colorizer:
     def runtime(self) -> str:
         """What runs the network: "onnx" (inference.lean) or "keras"."""
         return "onnx" if self.lean is not None else "keras"
+
+    @property
+    def decoding_settings(self) -> dict:
+        """The decoding in force (set_decoding's keywords): what a result file records beside its numbers."""
+        return {"temperature": self.temperature, "undo_rebalancing": self.undo_rebalancing,
+                "chroma_gain": self.chroma_gain, "flip_average": self.flip_average}
 
     @property
     def network(self):

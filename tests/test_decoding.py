@@ -46,6 +46,39 @@ def test_flip_averaging_averages_the_two_passes(tmp_path_factory, sample_val):
     np.testing.assert_allclose(colorizer.decode(raw), expected, atol=1e-6)
 
 
+def _copied_run(tmp_path_factory, tmp_path, **config_keys):
+    """A copy of the built unet run whose config.json has ``config_keys`` added."""
+    import json
+    import shutil
+    run_dir = shutil.copytree(built_run(tmp_path_factory, "unet"), tmp_path / "run")
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, **config_keys}))
+    return run_dir
+
+
+def test_a_run_can_turn_flips_on_by_default_and_the_tools_can_turn_them_off(tmp_path_factory, tmp_path, sample_val):
+    """config.json "flip_average": true (the shipped run's) makes flips the run's default: the colors are
+    the averaged ones; set_decoding(flip_average=False) (--no-flip-average) gives the single pass back."""
+    images = sample_val.images[:3]
+    single = Colorizer.from_run(built_run(tmp_path_factory, "unet"))
+    assert single.flip_average is False                                       # absent: off
+    flipped = Colorizer.from_run(_copied_run(tmp_path_factory, tmp_path, flip_average=True))
+    assert flipped.flip_average is True
+    averaged = single.set_decoding(flip_average=True).colorize(images)
+    np.testing.assert_allclose(flipped.colorize(images), averaged, atol=1e-6)
+    one_pass = single.set_decoding(flip_average=False).colorize(images)
+    assert np.abs(one_pass - averaged).max() > 1e-3
+    np.testing.assert_allclose(flipped.set_decoding(flip_average=False).colorize(images), one_pass, atol=1e-6)
+
+
+def test_a_bad_flip_default_in_config_json_is_one_line(tmp_path_factory, tmp_path, capsys):
+    import predict
+    run_dir = _copied_run(tmp_path_factory, tmp_path, flip_average="yes")
+    assert run_main(predict.main, ["-m", "unet", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "flip_average must be true or false, got 'yes'" in err, err
+
+
 def test_undoing_the_rebalancing_recovers_the_expected_color():
     """A head trained with rebalancing predicts p(q) w(q) / Z; undoing it fully gives back the expectation under p."""
     bins = ab_bins.gamut_bins()
