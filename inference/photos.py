@@ -171,10 +171,15 @@ def clip_size(path: Path) -> tuple[int, int] | None:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) after EXIF rotation, from the header (no pixels decoded)."""
+    """(width, height) after EXIF rotation, from the header where the format keeps EXIF there (a PNG's
+    may follow the pixels: Pillow decodes them to reach it). Damaged EXIF or pixels: the stored size, as
+    decoding keeps it (decoding then says what is wrong with the pixels)."""
     with open_image(path) as img:
-        orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
         w, h = img.size
+        try:
+            orientation = img.getexif().get(0x0112, 1)
+        except Exception:   # noqa: BLE001 -- Pillow's decoders, on a truncated or damaged file
+            orientation = 1
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 

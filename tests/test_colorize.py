@@ -154,6 +154,20 @@ def test_one_bad_file_does_not_stop_the_others(inputs, tmp_path, capsys):
     assert len(fake.labels) == 2                                 # one model call per image (each decoded once)
 
 
+def test_a_truncated_photo_with_a_hints_file_is_one_line_when_its_turn_comes(inputs, tmp_path, capsys):
+    """Checking the points against a truncated PNG's size: its header's (Pillow's search for EXIF after the
+    pixels fails: ignored); the file's error is the decoder's one line when its turn comes, not a traceback."""
+    import json
+    truncated = inputs / "broken" / "truncated.png"
+    (inputs / "broken" / "truncated.hints.json").write_text(json.dumps({"points": [{"x": 5, "y": 9, "color": "#ff0000"}]}))
+    assert photos.image_size(truncated) == (97, 203)                  # the header's; the pixels are not there
+    jobs, _ = photos.collect_jobs([truncated], tmp_path / "out")
+    assert photos.attach_hints(jobs) == [] and jobs[0].hints.points
+    assert photos.colorize_files(FakeColorizer(), jobs, None, compare=False) == (0, [f"{truncated}: cannot decode "
+                                 "this image (image file is truncated); the file may be truncated or damaged"])
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 # ---- the recombination ----------------------------------------------------------------
 
 def test_predicted_chroma_is_taken_from_rgb_output_and_labels_passed():
