@@ -34,6 +34,7 @@ from cli.errors import run_main
 from cli.options import (add_compare_args, add_data_args, add_decoding_args, add_model_arg, add_runtime_args, check_data,
                          decoding, describe_runtime)
 from core import runs
+from core.grids import save_image
 from dataset import DataError, image_files, load_data
 from evaluation import metrics
 from inference import HintsNotSupportedError, photos
@@ -65,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--work-size", type=int, default=None, metavar="N",
                    help="--photos and --video: the network's working size (long side; default: colorize.py's)")
     g.add_argument("--plot", type=Path, default=None, metavar="PNG", help="with --hints: PSNR and colorfulness against N")
+    g.add_argument("--figure", type=Path, default=None, metavar="JPG",
+                   help="with --photos and --hints N (one N above 0): also write a figure, one row per photo: the "
+                        "gray input with its N points | no hints | with the points | the original")
     v = p.add_argument_group("video clips (docs/video.md)")
     v.add_argument("--video", nargs="+", type=Path, default=None, metavar="CLIP",
                    help="score on these clips instead of --data (-m default: effnet_unet): each colorized in memory, "
@@ -100,6 +104,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("the following arguments are required: -m/--model (or --compare, or --video)")
     if (args.photos or args.plot) and args.hints is None and args.reference is None:
         p.error("--photos and --plot go with --hints and/or --reference")
+    if args.figure is not None and (args.photos is None or args.hints is None or len(args.hints) != 1
+                                    or args.hints[0] < 1):
+        p.error("--figure goes with --photos and one --hints N above 0")
     if args.reference not in (None, "self") and not Path(args.reference).is_file():
         p.error(f"--reference {args.reference}: no such file (or use 'self')")
     if args.batch_size < 1:
@@ -237,6 +244,10 @@ def _hinted(args, colorizer, paths: list[Path] | None) -> int:
                                      progress=lambda i: print(f"  {i}/{len(paths)} photos", flush=True))
         result["data"] = {"photos": str(args.photos), "n_images": len(paths), "max_side": args.max_side,
                           "work_size": args.work_size}
+        if args.figure is not None:
+            images = (hinted.shrink(photos.read_full(p), args.max_side) for p in paths)
+            save_image(hinted.figure(colorizer, images, args.hints[0], args.hint_seed, args.work_size), args.figure)
+            print(f"wrote {args.figure}")
     else:
         data = load_data(args.data, args.split, colorizer.image_size, args.limit, kind="val")
         print(f"scoring {colorizer.run_dir} with hints on {len(data)} images ({data.description})")

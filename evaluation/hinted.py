@@ -175,6 +175,40 @@ def shrink(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.BOX), np.uint8)
 
 
+FIGURE_GAP = 6   # white pixels between the cells of a figure
+
+
+def _marked(gray: np.ndarray, original: np.ndarray, points: list) -> np.ndarray:
+    """The gray input with each point drawn as a dot of its original's color, ringed black and white."""
+    from PIL import ImageDraw
+    image = Image.fromarray(gray)
+    draw = ImageDraw.Draw(image)
+    r = max(3, round(max(gray.shape[:2]) / 80))
+    for p in points:
+        x, y = int(p.x), int(p.y)
+        color = tuple(int(c) for c in original[y, x])
+        draw.ellipse((x - r - 1, y - r - 1, x + r + 1, y + r + 1), fill=(255, 255, 255))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=color, outline=(0, 0, 0))
+    return np.asarray(image)
+
+
+def figure(colorizer: Colorizer, images, n: int, seed: int = 0, long_side: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8: one row per image, [gray with its ``n`` points marked | no hints | with the points |
+    the original], the points those :func:`score_images` draws for the image at that position."""
+    rows = []
+    for index, rgb in enumerate(images):
+        rgb = np.asarray(rgb, np.uint8)
+        points = draw_points(colorspace.rgb_to_lab(rgb)[..., 1:], n, seed, index)
+        plain, gray = colorizer.colorize_photo(rgb, long_side=long_side, with_gray=True)
+        hinted_rgb, _ = colorizer.colorize_photo(rgb, points, long_side=long_side)
+        gap = np.full((rgb.shape[0], FIGURE_GAP, 3), 255, np.uint8)
+        cells = [_marked(gray, rgb, points), plain, hinted_rgb, rgb]
+        rows.append(np.concatenate([c for cell in cells for c in (cell, gap)][:-1], axis=1))
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, FIGURE_GAP), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.concatenate(padded)[:-FIGURE_GAP]
+
+
 def table(result: dict) -> str:
     """Plain text: one row per N, pooled PSNR / per-image PSNR / colorfulness of the model and spread;
     then gray, no hints and histogram-matched."""

@@ -188,6 +188,41 @@ def test_the_same_weights_serve_every_working_size(hint_colorizer):
         np.testing.assert_array_equal(a, b)
 
 
+def test_evaluate_draws_a_figure_of_the_points_it_scores(tmp_path_factory, tmp_path, capsys):
+    """evaluate.py --photos DIR --hints N --figure JPG: one row per photo (gray with the N points marked
+    in their original colors | no hints | with the points | the original), the photos' own sizes;
+    --figure without --photos or with several N is a usage error."""
+    import evaluate
+    from PIL import Image
+    from cli.errors import run_main
+    from evaluation import hinted
+    run_dir = built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention_own")
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sizes = [(40, 56), (48, 32)]                                     # (H, W)
+    for i, (h, w) in enumerate(sizes):
+        rgb = np.zeros((h, w, 3), np.uint8)
+        rgb[..., 0], rgb[..., 2] = 200, 40                           # saturated red everywhere: points are red
+        rgb[..., 1] = rng.integers(0, 60, (h, w))
+        Image.fromarray(rgb).save(folder / f"{i}.png")
+    out = tmp_path / "figure.jpg"
+    args = ["-m", "effnet_unet", "--run-dir", str(run_dir), "--photos", str(folder), "--hints", "3",
+            "--out", str(tmp_path / "hints.json"), "--figure", str(out)]
+    assert run_main(evaluate.main, args) == 0
+    figure = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    gap = hinted.FIGURE_GAP
+    assert figure.shape == (40 + gap + 48, 4 * 56 + 3 * gap, 3)
+    first = figure[:40, :56]                                         # the gray input with 3 red dots
+    assert (first[..., 0] - first[..., 1] > 80).sum() >= 3 * 9
+    assert np.abs(figure[:40, 3 * (56 + gap):] - np.asarray(Image.open(folder / "0.png"))).mean() < 4
+    assert (figure[40:40 + gap] > 240).all() and (figure[40 + gap:, 4 * 32 + 3 * gap:] > 240).all()   # white padding
+    for bad in (["--hints", "3", "--figure", str(out)], ["--photos", str(folder), "--hints", "1,3", "--figure", str(out)]):
+        with pytest.raises(SystemExit) as stopped:
+            evaluate.parse_args(["-m", "effnet_unet", *bad])
+        assert stopped.value.code == 2 and "--figure goes with --photos and one --hints N above 0" in capsys.readouterr().err
+
+
 # ---- training's simulated hints --------------------------------------------------------------------
 
 def test_hint_batches_are_a_function_of_seed_epoch_and_batch(sample_val):
