@@ -198,6 +198,10 @@ def markdown(card: dict) -> str:
     p = card["parity"]
     lines += ["", f"Size: {card['resize']}.", "",
               f"Parity: largest difference to {p['against']} {p['max_abs_diff']:.1e} on {p['batch']}.", ""]
+    if card["config"].get("flip_average"):
+        lines += ["Test-time flips: the run's tools colorize the mirror image too and average the two colorings "
+                  "(config.json `flip_average`); this file is one pass. To match them, run it on the mirrored "
+                  "input as well, mirror that output back and average the two outputs.", ""]
     m = card["metrics"]
     if "progress" in m:
         lines.append(f"Training: {m['progress'].get('epoch', 0)} epoch(s), {m['progress'].get('step', 0)} step(s).")
