@@ -81,10 +81,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also take color hints (points and a reference's colors), trained with simulated ones "
                         "(core.hints); with no hints given it still colorizes by itself")
     g.add_argument("--hint-head", choices=HINT_HEADS, default=None,
-                   help="with --hints, how points become colors: attention_own (default: every pixel a learned mix "
-                        "of the hinted pixels' colors and its own), attention_taps (the same, the encoder's finest taps "
-                        "also telling which pixels look alike), attention (the hinted pixels' only) or gates "
-                        "(the first design: three fixed spreads, gated)")
+                   help="with --hints, how points become colors: attention_taps (default, the shipped run's: every "
+                        "pixel a learned mix of the hinted pixels' colors and its own, the encoder's finest taps "
+                        "telling which pixels look alike), attention_own (the same from the decoder's features "
+                        "alone), attention (the hinted pixels' only) or gates (the first design: three fixed "
+                        "spreads, gated)")
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
     g.add_argument("--temperature", type=float, default=None,

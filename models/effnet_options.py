@@ -26,9 +26,9 @@ DEFAULTS = {
     "fine_tune": None,                      # None: the encoder is frozen; "s16" / "s8": its blocks after that tap
                                             # are part of this network (ImageNet start, BatchNorm frozen) and train
     "hints": False,                         # True: two more inputs, local and global color hints (core.hints)
-    "hint_head": None,                      # with hints, how points become colors: "attention_own" (train.py's),
+    "hint_head": None,                      # with hints, how points become colors: "attention_own",
                                             # "attention_taps" (attention_own, the encoder's finest taps in what a
-                                            # pixel looks like), "attention" (without the own-color key) or
+                                            # pixel looks like; train.py's), "attention" (without the own-color key) or
                                             # "gates"; None: "gates",
                                             # what runs recorded before this option used
 }

@@ -100,6 +100,18 @@ def test_train_records_the_regression_loss(sample_val):
     assert encoder_data.model_options(train.parse_args(["-m", "effnet_unet"]), sample_val, None)["loss"] == "huber"
 
 
+def test_a_new_hints_run_gets_the_shipped_runs_head_and_an_init_run_keeps_its_own(sample_val):
+    import train
+    from training import encoder_data
+    shipped = runs.load_config(runs.ROOT / "pretrained" / "effnet_unet")
+    fresh = encoder_data.model_options(train.parse_args(["-m", "effnet_unet", "--hints"]), sample_val, None)
+    assert fresh["hint_head"] == shipped["model_options"]["hint_head"] == "attention_taps"
+    gates = {**shipped, "model_options": {**shipped["model_options"], "hint_head": "gates"}}
+    inherited = encoder_data.model_options(train.parse_args(["-m", "effnet_unet", "--hints", "--init", "x"]),
+                                           sample_val, gates)
+    assert inherited["hint_head"] == "gates"
+
+
 def test_a_fine_tuning_network_starts_from_the_imagenet_encoder(sample_val):
     """--fine-tune-from s16: the stride-32 stages are inside the network, and before training it computes
     what the frozen encoder computes (its s32 tap) from the cached s16 tap."""

@@ -31,11 +31,13 @@ def test_shipped_run_is_small_and_self_describing():
     assert config["model"] == "effnet_unet" and config["model_options"]["head"] == "classification"
     checkpoint = runs.current_checkpoint(SHIPPED, announce=False)   # a verified checkpoint, like any run's
     assert checkpoint.state["epoch"] == 12 and not checkpoint.legacy and (SHIPPED / "summary.txt").is_file()
-    assert config["model_options"]["hint_head"] == "attention_own" and config["init"]["train_new_only"] is True
+    assert config["model_options"]["hint_head"] == "attention_taps" and config["init"]["train_new_only"] is True
+    assert config["flip_average"] is True                                     # its decoding default (README)
 
 
 def test_shipped_weights_beat_gray_on_the_sample(shipped_colorizer, sample_val):
-    """Quality regression test: pooled PSNR above the gray baseline, at least half the originals' color."""
+    """Quality regression test: pooled PSNR above the gray baseline, at least half the originals' color
+    (measured, flips on: 21.74 dB against gray's 21.20, colorfulness 30.3 of 37.4)."""
     report, _ = scoring.evaluate(shipped_colorizer, sample_val)
     gray = metrics.report(scoring.gray_baseline(sample_val.images), sample_val.images)
     assert report["psnr_pooled"] > gray["psnr_pooled"], (report["psnr_pooled"], gray["psnr_pooled"])
@@ -44,7 +46,7 @@ def test_shipped_weights_beat_gray_on_the_sample(shipped_colorizer, sample_val):
 
 def test_the_fidelity_setting_beats_gray_on_pooled_and_per_image_psnr(sample_val):
     """Quality regression test of the fidelity setting (T = 1, rebalancing undone): on the sample (100
-    images; measured 22.42 dB pooled against gray's 21.20, 24.15 per image against 23.24)."""
+    images; measured, flips on: 22.47 dB pooled against gray's 21.20, 24.16 per image against 23.24)."""
     colorizer = Colorizer.from_run(SHIPPED).set_decoding(temperature=1.0, undo_rebalancing=1.0)
     report, _ = scoring.evaluate(colorizer, sample_val)
     gray = metrics.report(scoring.gray_baseline(sample_val.images), sample_val.images)
@@ -121,18 +123,18 @@ def test_compare_scores_the_shipped_run_at_every_temperature(tmp_path, monkeypat
 
 def test_the_shipped_run_follows_hints_on_the_sample(shipped_colorizer, sample_val):
     """Quality regression test with hints (evaluation.hinted, the protocol of evaluate.py --hints) on the 100
-    sample images. Measured: no hints 21.64 dB pooled; 10 points drawn from each original 26.74 (the
-    spread baseline with the same points: 25.93; the attention head without the own-color key: 26.51; the
-    gates: 24.47); one point 23.34 (spread 21.67); each original as its own reference 24.67 (histogram
-    matching: 23.61), colorfulness 33.9 where the originals have 37.4 (the reference's histograms matched,
-    core.hints.match_reference). The issue's target for 10 points (>= spread + 1 dB) is not met: README,
-    Color hints."""
+    sample images, the run's decoding (flips on). Measured: no hints 21.74 dB pooled; 10 points drawn from
+    each original 26.92 (the spread baseline with the same points: 25.93; attention_own, shipped before:
+    26.74; the attention head without the own-color key: 26.51; the gates: 24.47); one point 23.40 (spread
+    21.67); each original as its own reference 24.73 (histogram matching: 23.73), colorfulness 33.9 where
+    the originals have 37.4 (the reference's histograms matched, core.hints.match_reference). On batch 5
+    the 10-point target (>= spread + 1 dB) is met: README, Tell it the colors."""
     from evaluation import hinted
     assert shipped_colorizer.takes_hints
     result = hinted.score_cifar(shipped_colorizer, sample_val.images, counts=(0, 1, 10), seed=0)
     model, spread = result["methods"]["model"], result["methods"]["spread"]
     assert model[10]["psnr_pooled"] >= model[0]["psnr_pooled"] + 4.5, (model[0], model[10])
-    assert model[10]["psnr_pooled"] >= spread[10]["psnr_pooled"] + 0.6, (model[10], spread[10])
+    assert model[10]["psnr_pooled"] >= spread[10]["psnr_pooled"] + 0.8, (model[10], spread[10])
     assert model[1]["psnr_pooled"] >= spread[1]["psnr_pooled"] + 1.2, (model[1], spread[1])   # the own-color key
     reference = hinted.score_cifar(shipped_colorizer, sample_val.images, counts=(0,), seed=0, reference="self")
     matched = reference["histogram_matched"]
@@ -144,11 +146,11 @@ def test_the_shipped_run_follows_hints_on_the_sample(shipped_colorizer, sample_v
 def test_hinted_colors_stop_at_a_sharp_edge(shipped_colorizer):
     """A 300 x 451 photo: dark left part, light right part, a sharp vertical edge at column 200 (not on the
     working grid). A green point on the left and a red one on the right: each side keeps its color up to
-    the edge, and the change happens at the edge, not between the points (measured at working size 32:
-    left -37.9, right +8.5, the jump between columns 199 and 200 35.3; the attention head without the
-    own-color key: -35, +19, 24.4: the light side's red now shares with the network's own color there).
-    Known gap (README, Color hints): with the green point alone, its color still crosses this edge (right
-    side -17.5, without points -4.9)."""
+    the edge, and the change happens at the edge, not between the points (measured at working size 32,
+    flips on: left -38.0, right +25.3, the jump between columns 199 and 200 56.6; attention_own, shipped
+    before: -37.9, +8.5, 35.3; the attention head without the own-color key: -35, +19, 24.4).
+    Known gap (README, Tell it the colors): with the green point alone, its color still crosses this edge
+    (right side -11.2; attention_own: -17.5; without points -5.1)."""
     from core import colorspace, hints
     rgb = np.full((300, 451, 3), 200, np.uint8)
     rgb[:, :200] = 70
@@ -156,8 +158,8 @@ def test_hinted_colors_stop_at_a_sharp_edge(shipped_colorizer):
     out, _ = shipped_colorizer.colorize_photo(rgb, points)
     a = colorspace.rgb_to_lab(out)[..., 1]                       # green: a* < 0; red: a* > 0
     assert a[:, 150:194].mean() < -15, a[:, 150:194].mean()
-    assert a[:, 200:260].mean() > 5, a[:, 200:260].mean()
-    assert (a[:, 200] - a[:, 199]).mean() > 15                   # the jump is at the edge
+    assert a[:, 200:260].mean() > 15, a[:, 200:260].mean()
+    assert (a[:, 200] - a[:, 199]).mean() > 30                   # the jump is at the edge
     assert np.abs(np.diff(a[:, 201:260], axis=1)).max() < 3      # and nowhere else on the right
 
 

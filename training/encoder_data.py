@@ -42,7 +42,7 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
         if value is not None:
             given[key] = value
     if given.get("hints") and init_config is None:
-        given.setdefault("hint_head", "attention_own")   # a new run's; an --init run's is inherited (none: gates)
+        given.setdefault("hint_head", "attention_taps")   # a new run's; an --init run's is inherited (none: gates)
     if init_config is not None:
         if given.get("hint_head") and not given.get("hints"):
             raise runs.RunError(f"{args.init} was trained without hints: --hint-head is the head of a run with hints")
