@@ -10,7 +10,8 @@ Every figure is a fresh process as a user starts it (wall time, best of ``startu
 - ``predict.py`` and ``evaluate.py`` on the bundled sample (16 images), each runtime;
 - the demo: from ``python demo.py`` to its page served;
 - ``colorize.py`` end to end on the same photo enlarged to 2 and 12 megapixels (JPEG), through ONNX Runtime
-  (the hints issue's target: 12 MP at most twice 2 MP);
+  (the hints issue's target: 12 MP at most twice 2 MP, by the bests and by the medians; the two sizes
+  alternate, at least PHOTO_ROUNDS runs each, so that a drift of the machine falls on both);
 - in one process, a shipped Colorizer's per-photo latency (the photo above) for each runtime, after a
   warm-up call.
 
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("train", "predict", "evaluate", "compare", "colorize", "export", "demo", "bench", "dataset", "photoset",
            "videoset")
 SHIPPED = ROOT / "pretrained" / "effnet_unet"
+PHOTO_ROUNDS = 5   # at least this many alternating runs of the 2 and 12 MP photos: their ratio is a target
 
 
 def _env(ctx: Context) -> dict:
@@ -114,13 +116,19 @@ def bench_startup(ctx: Context) -> list[Row]:
                f"best of {n}")
     keras_ = row("colorize.py chelsea.png", "keras", _best(ctx, ["colorize.py", str(photo), *out, "--runtime", "keras"], n),
                  f"best of {n}")
-    sizes = {}
+    bigs = {}
     for mp, (w, h) in (("2", (1732, 1155)), ("12", (4243, 2828))):   # chelsea enlarged (Lanczos), JPEG
-        big = ctx.tmp / f"chelsea-{mp}mp.jpg"
-        Image.fromarray(rgb).resize((w, h), Image.LANCZOS).save(big, quality=92)
-        _run(ctx, ["colorize.py", str(big), *out, "--runtime", "onnx"])   # its working size's file: made, not timed
-        sizes[mp] = row(f"colorize.py {w}x{h} JPEG ({mp} MP)", "onnx",
-                        _best(ctx, ["colorize.py", str(big), *out, "--runtime", "onnx"], n), f"best of {n}; end to end")
+        bigs[mp] = (ctx.tmp / f"chelsea-{mp}mp.jpg", w, h)
+        Image.fromarray(rgb).resize((w, h), Image.LANCZOS).save(bigs[mp][0], quality=92)
+        _run(ctx, ["colorize.py", str(bigs[mp][0]), *out, "--runtime", "onnx"])   # its working size's file: made, not timed
+    times = {mp: [] for mp in bigs}
+    for _ in range(max(n, PHOTO_ROUNDS)):     # the sizes alternate, so that the machine's drift falls on both
+        for mp, (big, _, _) in bigs.items():
+            times[mp].append(_run(ctx, ["colorize.py", str(big), *out, "--runtime", "onnx"]))
+    sizes, medians = {mp: min(t) for mp, t in times.items()}, {mp: statistics.median(t) for mp, t in times.items()}
+    for mp, (_, w, h) in bigs.items():
+        row(f"colorize.py {w}x{h} JPEG ({mp} MP)", "onnx", sizes[mp],
+            f"best of {len(times[mp])}, alternating with the other size (median {medians[mp]:.2f} s); end to end")
     common = ["--limit", "16", "--run-dir", str(SHIPPED), "-m", "effnet_unet"]
     tools = {"predict.py": ["predict.py", *common, "--out", str(ctx.tmp / "pred")],
              "evaluate.py": ["evaluate.py", *common, "--out", str(ctx.tmp / "eval.json")]}
@@ -139,7 +147,8 @@ def bench_startup(ctx: Context) -> list[Row]:
         f"startup: colorize.py on 0.14 MP, onnx {lean:.2f} s = {lean / tf:.2f} x import tensorflow (keras {keras_:.2f} s, "
         f"first use {first:.2f} s); target <= 0.5: {'PASS' if lean <= 0.5 * tf else 'FAIL'}",
         f"startup: demo page served in {demo:.2f} s; target <= 5 s: {'PASS' if demo <= 5 else 'FAIL'}",
-        f"photos: colorize.py 12 MP {sizes['12']:.2f} s = {sizes['12'] / sizes['2']:.2f} x 2 MP ({sizes['2']:.2f} s); "
-        f"target <= 2 (issue 18): {'PASS' if sizes['12'] <= 2 * sizes['2'] else 'FAIL'}",
+        f"photos: colorize.py 12 MP {sizes['12']:.2f} s = {sizes['12'] / sizes['2']:.2f} x 2 MP ({sizes['2']:.2f} s), "
+        f"bests; medians {medians['12'] / medians['2']:.2f} x; target <= 2 (issue 18): "
+        f"{'PASS' if max(sizes['12'] / sizes['2'], medians['12'] / medians['2']) <= 2 else 'FAIL'} (both)",
     ]
     return rows
