@@ -123,7 +123,7 @@ def bench_startup(ctx: Context) -> list[Row]:
         _run(ctx, ["colorize.py", str(bigs[mp][0]), *out, "--runtime", "onnx"])   # its working size's file: made, not timed
     times = {mp: [] for mp in bigs}
     for _ in range(max(n, PHOTO_ROUNDS)):     # the sizes alternate, so that the machine's drift falls on both
-        for mp, (big, _, _) in bigs.items():
+        for mp, (big, *_size) in bigs.items():
             times[mp].append(_run(ctx, ["colorize.py", str(big), *out, "--runtime", "onnx"]))
     sizes, medians = {mp: min(t) for mp, t in times.items()}, {mp: statistics.median(t) for mp, t in times.items()}
     for mp, (_, w, h) in bigs.items():
