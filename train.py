@@ -86,6 +86,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "telling which pixels look alike), attention_own (the same from the decoder's features "
                         "alone), attention (the hinted pixels' only) or gates (the first design: three fixed "
                         "spreads, gated)")
+    g.add_argument("--decoder-points", choices=("on", "off"), default=None,
+                   help="with --hints: whether the points reach the decoder too (on: the default, as in runs recorded "
+                        "before the option) or only the hint head (off, the shipped run's: the decoder's own colors "
+                        "ignore them, so a lone point does not tint what is not its)")
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
     g.add_argument("--temperature", type=float, default=None,
@@ -110,6 +114,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--train-new-only trains the layers an --init run does not have: give --init RUN_DIR")
     if args.hint_head is not None and not args.hints and args.init is None:
         p.error("--hint-head is the head of a run with --hints: add --hints")
+    if args.decoder_points is not None and not args.hints and args.init is None:
+        p.error("--decoder-points says where a run with --hints reads its points: add --hints")
     return args
 
 

@@ -31,6 +31,9 @@ DEFAULTS = {
                                             # pixel looks like; train.py's), "attention" (without the own-color key) or
                                             # "gates"; None: "gates",
                                             # what runs recorded before this option used
+    "decoder_local_hints": True,            # with hints: the points reach the decoder too (True, what runs
+                                            # recorded before this option did) or only the hint head (False:
+                                            # the decoder sees zeros, so its own colors ignore the points)
 }
 HINT_HEADS = ("attention_own", "attention_taps", "attention", "gates")
 OWN_KEY_HEADS = ("attention_own", "attention_taps")   # the heads with the "no point applies here" key
@@ -47,6 +50,7 @@ def options(image_size: int = 32, **given) -> dict:
     out["encoder_size"] = int(out["encoder_size"] or ENCODER_SCALE * image_size)
     out["taps"], out["widths"] = list(out["taps"]), [int(w) for w in out["widths"]]
     out["hints"] = bool(out["hints"])
+    out["decoder_local_hints"] = bool(out["decoder_local_hints"])
     out["hint_head"] = (out["hint_head"] or "gates") if out["hints"] else None
     if out["hints"] and out["hint_head"] not in HINT_HEADS:
         raise ValueError(f"effnet_unet: hint_head must be one of {', '.join(HINT_HEADS)}, got {out['hint_head']!r}")

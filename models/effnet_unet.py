@@ -26,7 +26,9 @@ Heads (``head``):
 Inputs: L (B, S, S, 1) in [0, 1], then one (B, E/stride, E/stride, C) array per tap that the frozen
 encoder computes (``encoder_taps``; E the encoder size); with ``hints`` also the local hints
 (B, S, S, 3) and the global hint (B, Q + 1) of ``core.hints``, fed to every decoder level (pooled
-to its size; the global hint embedded and tiled at the coarsest level) and to the last conv.
+to its size; the global hint embedded and tiled at the coarsest level) and to the last conv; with
+``decoder_local_hints`` False the decoder gets zeros for the local hints (the points reach the hint
+head alone, so the network's own colors ignore them: a lone point does not tint what is not its).
 The encoder only ever sees the gray image, so its cached taps serve hinted training too.
 Built with ``work_shape`` (h, w), the same weights take inputs of that size (S x S -> h x w; the
 encoder at the run's ratio of encoder size to image size). Outputs: (B, S, S, Q) logits
@@ -427,6 +429,22 @@ def _hinted_logits(logits, features, l_in, local, reference, head: str, taps: li
     return HintLogits(name="hint_logits", dtype=OUTPUT_DTYPE)([logits, local, gates, reference])
 
 
+class ZerosLike(layers.Layer):
+    """Zeros of the input's shape: the local hints as the decoder sees them when only the head reads them."""
+
+    def call(self, x):
+        return ops.zeros_like(x)
+
+
+def _decoder_hints(hint_in: list, opts: dict):
+    """What of the hints the decoder sees: None without hints; (local, global), the local hints zeroed
+    unless ``decoder_local_hints`` (so that a point changes the colors only through the hint head)."""
+    if not hint_in:
+        return None
+    local, glob = hint_in
+    return (local if opts["decoder_local_hints"] else ZerosLike(name="decoder_local_hints_off")(local)), glob
+
+
 def build(image_size: int = 32, work_shape=None, **given) -> keras.Model:
     """The decoder network, compiled (Adam with cosine decay); see the module docstring for shapes.
 
@@ -445,7 +463,7 @@ def build(image_size: int = 32, work_shape=None, **given) -> keras.Model:
     hint_in = [keras.Input((*hw, HINT_CHANNELS), name="hints"),
                keras.Input((len(ab_bins.gamut_bins()) + 1,), name="reference")] if opts["hints"] else []
     all_taps = tap_in + _trained_encoder(opts, dict(zip(taps, tap_in)))
-    x = decoder(l_in, all_taps, opts["widths"], hw, hint_in or None)
+    x = decoder(l_in, all_taps, opts["widths"], hw, _decoder_hints(hint_in, opts))
     classify = opts["head"] == "classification"
     out = layers.Conv2D(len(ab_bins.gamut_bins()) if classify else 2, 1, dtype=OUTPUT_DTYPE,
                         name="bin_logits" if classify else "ab")(x)

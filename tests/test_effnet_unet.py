@@ -214,10 +214,11 @@ def test_train_new_only_trains_the_attention_head_alone_from_a_gates_run(tmp_pat
     run_dir = tmp_path / "attention"
     common = ("--limit", "16", "--batch-size", "8", "--seed", "1", "--no-logs", "--learning-rate", "1e-2")
     script("train", "-m", "effnet_unet", "--init", gates, "--hint-head", "attention_own", "--train-new-only",
-           "--epochs", "2", *common, "--run-dir", run_dir)
+           "--decoder-points", "off", "--epochs", "2", *common, "--run-dir", run_dir)
     assert "training only the layers" in capsys.readouterr().out
     config = runs.load_config(run_dir)
     assert config["model_options"]["hint_head"] == "attention_own" and config["init"]["train_new_only"] is True
+    assert config["model_options"]["decoder_local_hints"] is False                # the points reach the head alone
     source, tuned = (build_model("effnet_unet", **runs.load_config(d)["model_options"]) for d in (gates, run_dir))
     runs.load_weights(source, gates, "model")
     runs.load_weights(tuned, run_dir, "model")

@@ -62,8 +62,10 @@ def hint_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(effnet_unet.DEFAULTS, "hints", True)
         patch.setitem(effnet_unet.DEFAULTS, "hint_head", "attention_own")   # train.py's head (HintAttention's ops)
+        patch.setitem(effnet_unet.DEFAULTS, "decoder_local_hints", False)   # the shipped run's (ZerosLike)
         run_dir = built_run(tmp_path_factory, "effnet_unet", color_space="hints")   # color_space: only the folder name
-    assert json.loads((run_dir / "config.json").read_text())["model_options"]["hint_head"] == "attention_own"
+    options = json.loads((run_dir / "config.json").read_text())["model_options"]
+    assert options["hint_head"] == "attention_own" and options["decoder_local_hints"] is False
     return run_dir
 
 

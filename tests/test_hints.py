@@ -150,6 +150,39 @@ def test_the_own_color_key_keeps_a_lone_points_color_from_crossing_an_edge(own_h
     assert np.abs(decoded["attention"][0][:, 16:] - (60, 40)).max() < 1.5        # without the key: crosses
 
 
+@pytest.mark.parametrize("decoder_points", [True, False])
+def test_points_reach_the_decoder_only_when_asked_and_the_reference_always(decoder_points):
+    """decoder_local_hints False: the decoder sees zeros for the local hints, so a point leaves the network's
+    own logits exactly as they are without it (it changes colors only through the hint head); True (runs
+    recorded before the option): the own logits move too. The reference reaches the decoder either way.
+    The weights are the same in both (a run of either kind loads into the other)."""
+    import keras
+
+    from models.effnet_unet import build
+    keras.utils.set_random_seed(3)
+    model = build(32, hints=True, hint_head="attention_taps", decoder_local_hints=decoder_points)
+    rng = np.random.default_rng(0)
+    L = rng.uniform(0, 1, (1, 32, 32, 1)).astype(np.float32)
+    taps = [rng.normal(size=(1, *i.shape[1:])).astype(np.float32) for i in model.inputs[1:-2]]
+    local = hints.local_planes([hints.Point(8, 16, 60.0, 40.0)], (32, 32), (32, 32))[None]
+    reference = hints.global_vector(hints.distribution(rng.uniform(-60, 60, (16, 16, 2))))[None]
+    q = model.output.shape[-1] // 2
+
+    def run(local, reference):   # (32, 32, 2Q): the logits with hints, then the own
+        net = hints.network_local(local, L[..., 0] * 100)
+        return np.asarray(model.predict([L, *taps, net, reference], verbose=0))[0]
+    none = run(np.zeros_like(local), np.zeros_like(reference))
+    with_point = run(local, np.zeros_like(reference))
+    with_reference = run(np.zeros_like(local), reference)
+    own_moved = np.abs(with_point[..., q:] - none[..., q:]).max()
+    assert (own_moved > 1e-3) if decoder_points else (own_moved == 0), own_moved
+    assert np.abs(with_point[..., :q] - none[..., :q]).max() > 1e-3            # the head reads the point
+    assert np.abs(with_reference[..., q:] - none[..., q:]).max() > 1e-3        # and the decoder the reference
+    keras.utils.set_random_seed(3)
+    other = build(32, hints=True, hint_head="attention_taps", decoder_local_hints=not decoder_points)
+    assert [w.shape for w in other.weights] == [w.shape for w in model.weights]
+
+
 def test_hints_change_the_output_and_a_run_without_them_refuses_them(hint_colorizer, tmp_path_factory, sample_val):
     from inference import Colorizer, HintInputs, HintsNotSupportedError
     images = sample_val.images[:2]

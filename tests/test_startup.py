@@ -92,6 +92,7 @@ ARGPARSE_MISTAKES = [
     ("train", ["-m", "unet", "--mixed-precision", "float8"], "invalid choice: 'float8'"),
     ("train", ["-m", "effnet_unet", "--hints", "--train-new-only"], "give --init RUN_DIR"),
     ("train", ["-m", "effnet_unet", "--hint-head", "attention"], "add --hints"),
+    ("train", ["-m", "effnet_unet", "--decoder-points", "off"], "add --hints"),
 ]
 
 

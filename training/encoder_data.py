@@ -38,7 +38,8 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
     for key, value in (("head", args.head), ("loss", args.loss), ("encoder_size", args.encoder_size),
                        ("temperature", args.temperature), ("learning_rate", args.learning_rate),
                        ("fine_tune", args.fine_tune_from), ("hints", getattr(args, "hints", None)),
-                       ("hint_head", getattr(args, "hint_head", None))):
+                       ("hint_head", getattr(args, "hint_head", None)),
+                       ("decoder_local_hints", _on_off(getattr(args, "decoder_points", None)))):
         if value is not None:
             given[key] = value
     if given.get("hints") and init_config is None:
@@ -52,6 +53,10 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
     steps = math.ceil(len(train) / batch) if args.steps is None else min(args.steps, math.ceil(len(train) / batch))
     given["decay_steps"] = steps * (args.epochs if args.epochs is not None else 5)   # cosine decay over the run
     return effnet_unet.options(args.image_size, **given)
+
+
+def _on_off(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
 
 
 def _inherited(init_config: dict, image_size: int) -> dict:
