@@ -33,6 +33,7 @@ def test_shipped_run_is_small_and_self_describing():
     assert checkpoint.state["epoch"] == 12 and not checkpoint.legacy and (SHIPPED / "summary.txt").is_file()
     assert config["model_options"]["hint_head"] == "attention_taps" and config["init"]["train_new_only"] is True
     assert config["flip_average"] is True                                     # its decoding default (README)
+    assert config["model_options"]["decoder_local_hints"] is False            # the points reach the head alone
 
 
 def test_shipped_weights_beat_gray_on_the_sample(shipped_colorizer, sample_val):
@@ -147,20 +148,30 @@ def test_hinted_colors_stop_at_a_sharp_edge(shipped_colorizer):
     """A 300 x 451 photo: dark left part, light right part, a sharp vertical edge at column 200 (not on the
     working grid). A green point on the left and a red one on the right: each side keeps its color up to
     the edge, and the change happens at the edge, not between the points (measured at working size 32,
-    flips on: left -38.0, right +25.3, the jump between columns 199 and 200 56.6; attention_own, shipped
-    before: -37.9, +8.5, 35.3; the attention head without the own-color key: -35, +19, 24.4).
-    Known gap (README, Tell it the colors): with the green point alone, its color still crosses this edge
-    (right side -11.2; attention_own: -17.5; without points -5.1)."""
+    flips on: left -37.4, right +25.3, the jump between columns 199 and 200 35.8 of the 62.7; the head
+    shipped before, whose points reached the decoder too: -38.0, +25.3, 56.6).
+    A lone point keeps to its side: the far side keeps the colors it has without points (green alone: the
+    right side's a*, b* -4.1, -19.5, without points -5.1, -21.5; red alone: the left side's 1.0, -24.8,
+    without points 1.5, -30.1). The head shipped before let them cross: -11.2, +2.3 and 26.2, 9.6."""
     from core import colorspace, hints
     rgb = np.full((300, 451, 3), 200, np.uint8)
     rgb[:, :200] = 70
-    points = [hints.point(60, 150, (40, 160, 40)), hints.point(400, 150, (230, 60, 60))]
-    out, _ = shipped_colorizer.colorize_photo(rgb, points)
-    a = colorspace.rgb_to_lab(out)[..., 1]                       # green: a* < 0; red: a* > 0
+    green, red = hints.point(60, 150, (40, 160, 40)), hints.point(400, 150, (230, 60, 60))
+
+    def lab(points):   # (300, 451, 3): L*, a*, b*
+        return colorspace.rgb_to_lab(shipped_colorizer.colorize_photo(rgb, points)[0])
+    a = lab([green, red])[..., 1]                                # green: a* < 0; red: a* > 0
     assert a[:, 150:194].mean() < -15, a[:, 150:194].mean()
     assert a[:, 200:260].mean() > 15, a[:, 200:260].mean()
     assert (a[:, 200] - a[:, 199]).mean() > 30                   # the jump is at the edge
     assert np.abs(np.diff(a[:, 201:260], axis=1)).max() < 3      # and nowhere else on the right
+    left, right = (slice(None), slice(150, 194)), (slice(None), slice(200, 260))
+    none, green_alone, red_alone = lab([]), lab([green]), lab([red])
+    assert green_alone[left][..., 1].mean() < -15                # the point colors its own side
+    far = np.abs(green_alone[right][..., 1:].mean((0, 1)) - none[right][..., 1:].mean((0, 1)))
+    assert far.max() < 4, far                                    # and leaves the other as it was
+    far = np.abs(red_alone[left][..., 1:].mean((0, 1)) - none[left][..., 1:].mean((0, 1)))
+    assert red_alone[right][..., 1].mean() > 15 and far.max() < 8, far
 
 
 def test_colorize_py_reads_a_hints_file_and_refuses_a_bad_one_in_one_line(tmp_path, capsys):
