@@ -196,7 +196,8 @@ def test_init_from_the_shipped_run_fine_tunes_on_photos(tmp_path, sample_val):
 def test_init_refuses_another_model_or_architecture_in_one_line(tiny_run, unet_run, tmp_path, capsys):
     for args, message in ((["--init", unet_run], "is a run of 'unet', not 'effnet_unet'"),
                           (["--init", tiny_run, "--head", "regression"], "same architecture"),
-                          (["--init", tiny_run, "--hint-head", "attention"], "was trained without hints")):
+                          (["--init", tiny_run, "--hint-head", "attention"], "was trained without hints"),
+                          (["--init", tiny_run, "--decoder-points", "off"], "was trained without hints")):
         script("train", "-m", "effnet_unet", *args, "--limit", "8", "--run-dir", tmp_path / "x", expect=2)
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and message in err

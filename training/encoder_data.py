@@ -47,6 +47,10 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
     if init_config is not None:
         if given.get("hint_head") and not given.get("hints"):
             raise runs.RunError(f"{args.init} was trained without hints: --hint-head is the head of a run with hints")
+        if getattr(args, "decoder_points", None) is not None and not given.get("hints"):
+            # checked on the flag, not on `given`: every run inherits decoder_local_hints (True by default)
+            raise runs.RunError(f"{args.init} was trained without hints: --decoder-points says where a run with "
+                                f"hints reads its points")
         given.setdefault("learning_rate", INIT_LEARNING_RATE)
         _check_same_architecture(init_config, given, args.init)
     batch = args.batch_size or 32
