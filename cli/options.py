@@ -65,7 +65,7 @@ def _unit_floats(text: str) -> list[float]:
 
 
 def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
-    """--temperature, --chroma-gain, --undo-rebalancing and --flip-average (and, for evaluate.py, sweeps of the first three)."""
+    """--temperature, --chroma-gain, --undo-rebalancing, --flip-average and --square-view (and, for evaluate.py, sweeps of the first three)."""
     parser.add_argument("--temperature", type=float, default=None,
                         help="annealed-mean temperature of a classification head (effnet_unet): 1 = the expected "
                              "color, lower = more colorful (default: the run's; the shipped run's 0.7)")
@@ -79,6 +79,11 @@ def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> N
                         help="also colorize the mirror image, mirror its colors back and average the two (any "
                              "model; twice the work; default: the run's, off unless its config.json says "
                              "\"flip_average\": true, as the shipped run's does; --no-flip-average: off)")
+    parser.add_argument("--square-view", action=argparse.BooleanOptionalAction, default=None,
+                        help="photos and video whose working shape is not square (flexible networks): also "
+                             "colorize the photo squashed to a square and average the two chromas (twice the "
+                             "network's work; default: the run's, off unless its config.json says "
+                             "\"square_view\": true, as the shipped run's does; --no-square-view: off)")
     if sweep:
         parser.add_argument("--temperatures", type=_positive_floats, default=None, metavar="T1,T2,...",
                             help="also score each of these temperatures (e.g. 1,0.6,0.38)")
@@ -91,7 +96,8 @@ def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> N
 def decoding(args) -> dict:
     """The decoding options of add_decoding_args, as Colorizer.set_decoding's keywords (None: the run's)."""
     return {"temperature": args.temperature, "chroma_gain": args.chroma_gain,
-            "undo_rebalancing": args.undo_rebalancing, "flip_average": args.flip_average}
+            "undo_rebalancing": args.undo_rebalancing, "flip_average": args.flip_average,
+            "square_view": args.square_view}
 
 
 def add_runtime_args(parser: argparse.ArgumentParser, verbose: bool = True) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from core import colorspace, hints as core_hints, runs
@@ -59,11 +60,11 @@ class DecodingError(ValueError):
     """A decoding option the run's model does not have (--temperature without a classification head)."""
 
 
-def _flip_default(config: dict, run_dir) -> bool:
-    """The run's decoding default for test-time flips (config.json "flip_average", absent: false)."""
-    value = config.get("flip_average", False)
+def _bool_default(config: dict, run_dir, key: str) -> bool:
+    """The run's decoding default for a test-time view (config.json ``key``, absent: false)."""
+    value = config.get(key, False)
     if not isinstance(value, bool):
-        raise DecodingError(f"{run_dir}/config.json: flip_average must be true or false, got {value!r}; "
+        raise DecodingError(f"{run_dir}/config.json: {key} must be true or false, got {value!r}; "
                             "the run folder is damaged")
     return value
 
@@ -92,7 +93,11 @@ class Colorizer:
         self.undo_rebalancing = 0.0 if self.temperature is not None else None
         # Test-time flips: also colorize the mirror image, mirror its colors back and average the two.
         # Off unless the run's config.json says "flip_average": true (the shipped run: chosen by measurement).
-        self.flip_average = _flip_default(config, run_dir)
+        self.flip_average = _bool_default(config, run_dir, "flip_average")
+        # Photos and video frames whose working shape is not square: also colorize the photo squashed to a
+        # square of the long side, bring its chroma to the working shape and average the two (working_ab).
+        # Off unless config.json says "square_view": true (the shipped run: measured on the photo set).
+        self.square_view = _bool_default(config, run_dir, "square_view")
         self.note = None   # set by inference.pretrained.load_run when the shipped run stands in
         # Whether the network takes color hints (core.hints): local points and a global reference.
         self.takes_hints = bool(self.options.get("hints"))
@@ -107,7 +112,7 @@ class Colorizer:
     def decoding_settings(self) -> dict:
         """The decoding in force (set_decoding's keywords): what a result file records beside its numbers."""
         return {"temperature": self.temperature, "undo_rebalancing": self.undo_rebalancing,
-                "chroma_gain": self.chroma_gain, "flip_average": self.flip_average}
+                "chroma_gain": self.chroma_gain, "flip_average": self.flip_average, "square_view": self.square_view}
 
     @property
     def network(self):
@@ -183,30 +188,57 @@ class Colorizer:
         L = fullres.lightness(rgb)
         shape = self.working_shape(full_hw, long_side)
         small, guide = fullres.small_gray(L, shape)                      # (h, w, 3) uint8, (h, w) L
-        hint_inputs = None
-        if len(points) or reference is not None:
-            dist, pixels = None, None
-            if isinstance(reference, core_hints.Reference):
-                dist, pixels = reference
-            elif reference is not None:
-                reference = np.asarray(reference)
-                dist, pixels = (reference, None) if reference.ndim == 1 else core_hints.reference(reference)
-            # matched to the reference's histograms only without points: matching would pull a point's
-            # color toward the reference's palette, and a point is what the user says the color is
-            match = pixels is not None and not len(points)
-            hint_inputs = HintInputs(core_hints.local_planes(points, full_hw, shape)[None],
-                                     core_hints.global_vector(dist)[None], [pixels] if match else None)
+        dist, pixels = None, None
+        if isinstance(reference, core_hints.Reference):
+            dist, pixels = reference
+        elif reference is not None:
+            reference = np.asarray(reference)
+            dist, pixels = (reference, None) if reference.ndim == 1 else core_hints.reference(reference)
+        # matched to the reference's histograms only without points: matching would pull a point's
+        # color toward the reference's palette, and a point is what the user says the color is
+        match = pixels is not None and not len(points)
         labels = None if label is None else np.array([label])
-        colored = self.colorize(small[None], labels, hints=hint_inputs)[0]   # (h, w, 3) float32 [0, 1]
-        ab = colorspace.rgb_to_lab(colored)[..., 1:]                     # the GAN's RGB too: its chroma
+        ab = self.working_ab(L, small, points, dist, pixels if match else None, labels)   # (h, w, 2) LAB units
         return fullres.recombine(rgb, ab, with_gray, L=L, guide_small=guide)
 
+    def working_ab(self, L: np.ndarray, small: np.ndarray, points=(), dist=None, match_pixels=None,
+                   labels=None) -> np.ndarray:
+        """The chroma (h, w, 2), LAB units, of a photo or frame whose full-size lightness is L (H, W) in
+        [0, 100] and whose gray working image (h, w, 3) uint8 is ``small`` (fullres.small_gray).
+
+        ``points``: hints in the photo's pixels; ``dist``: the reference's (Q,) distribution or None;
+        ``match_pixels``: the reference's pixels to match the colors to, or None. With ``square_view``
+        and a working shape that is not square, the photo squashed to a square of the long side is
+        colorized too (the points mapped to it), its chroma resized to the working shape and the two
+        averaged: the two views err differently, and the mean of two predictions is never further from
+        the truth, in squared error, than the two are on average (docs/hints.md, "A second, square view").
+        """
+        shape = small.shape[:2]
+        views = [(shape, small)]
+        if self.square_view and shape[0] != shape[1]:
+            side = max(shape)
+            views.append(((side, side), fullres.small_gray(L, (side, side))[0]))
+        abs_ = []
+        for view, gray in views:
+            hint_inputs = None
+            if len(points) or dist is not None or match_pixels is not None:
+                hint_inputs = HintInputs(core_hints.local_planes(points, L.shape[:2], view)[None],
+                                         core_hints.global_vector(dist)[None],
+                                         None if match_pixels is None else [match_pixels])
+            colored = self.colorize(gray[None], labels, hints=hint_inputs)[0]   # (h, w, 3) float32 [0, 1]
+            ab = colorspace.rgb_to_lab(colored)[..., 1:].astype(np.float32)  # the GAN's RGB too: its chroma
+            abs_.append(ab if view == shape else cv2.resize(ab, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR))
+        return abs_[0] if len(abs_) == 1 else (abs_[0] + abs_[1]) / 2
+
     def set_decoding(self, temperature: float | None = None, chroma_gain: float | None = None,
-                     flip_average: bool | None = None, undo_rebalancing: float | None = None) -> "Colorizer":
+                     flip_average: bool | None = None, undo_rebalancing: float | None = None,
+                     square_view: bool | None = None) -> "Colorizer":
         """Change the temperature and the undoing of class rebalancing (classification heads only),
-        the chroma gain and test-time flips; None keeps the current one."""
+        the chroma gain, test-time flips and the square view of photos; None keeps the current one."""
         if flip_average is not None:
             self.flip_average = bool(flip_average)
+        if square_view is not None:
+            self.square_view = bool(square_view)
         if undo_rebalancing is not None:
             if self.undo_rebalancing is None:
                 raise DecodingError(f"--undo-rebalancing applies to a classification head; {self.spec.name} "

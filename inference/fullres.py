@@ -9,6 +9,8 @@ the photo's size, lightness and detail.
   otherwise (a multiple of 8: the encoder's deepest tap has stride 32 at 4x); unet and the GAN's
   generator when a working size is asked for (multiples of 32). Otherwise a network sees the photo
   squashed to its training size (32 x 32), and the stretch is undone when the chroma comes back.
+  A run whose config.json says ``"square_view": true`` (the shipped one) also colorizes a non-square
+  photo squashed to a square and averages the two chromas (``Colorizer.working_ab``).
 - **Upsampling**: the fast guided filter (``core.guided``): the chroma's local linear fit to the
   working-size L is applied to the full-resolution L, so a color stops at the photo's edges instead
   of washing across them (bilinear upsampling did that).

@@ -73,7 +73,7 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from core import colorspace, guided, hints as core_hints
+from core import guided, hints as core_hints
 from dataset import DataError
 from inference import fullres
 
@@ -550,7 +550,8 @@ class FrameColorizer:
             elif self.points:
                 self.points = carry_points(self.points, motion, full_hw, fshape)
         t = self._tick("flow", t)
-        ab_work = self._predict(small, full_hw, shape)                       # (h, w, 2) LAB units
+        ab_work = self.colorizer.working_ab(L, small, self.points, self.dist,   # (h, w, 2) LAB units, as
+                                            self.ref_pixels if self.match else None, self.labels)   # photos
         t = self._tick("network", t)
         A, B = guided.coefficients(guide, ab_work)                           # the network's ab, at flow size
         state = guided.upsample_strip(A, B, l_flow, 0, fshape[0], *fshape)   # (fh, fw, 2)
@@ -565,16 +566,6 @@ class FrameColorizer:
         self._tick("recombine", t)
         self.index += 1
         return out
-
-    def _predict(self, small: np.ndarray, full_hw, shape) -> np.ndarray:
-        """The network's ab (h, w, 2) for the gray working image, with this frame's hints (as colorize_photo)."""
-        from inference.colorizer import HintInputs
-        hint_inputs = None
-        if self.points or self.dist is not None:
-            hint_inputs = HintInputs(core_hints.local_planes(self.points, full_hw, shape)[None],
-                                     core_hints.global_vector(self.dist)[None], [self.ref_pixels] if self.match else None)
-        colored = self.colorizer.colorize(small[None], self.labels, hints=hint_inputs)[0]   # (h, w, 3) [0, 1]
-        return colorspace.rgb_to_lab(colored)[..., 1:]
 
 
 # ---- progress ---------------------------------------------------------------------------------------

@@ -202,6 +202,10 @@ def markdown(card: dict) -> str:
         lines += ["Test-time flips: the run's tools colorize the mirror image too and average the two colorings "
                   "(config.json `flip_average`); this file is one pass. To match them, run it on the mirrored "
                   "input as well, mirror that output back and average the two outputs.", ""]
+    if card["config"].get("square_view"):
+        lines += ["Square view: for a photo whose working shape is not square, the run's tools also colorize the "
+                  "photo squashed to a square of the long side (config.json `square_view`), resize that chroma "
+                  "to the working shape and average the two chromas; this file is one view.", ""]
     m = card["metrics"]
     if "progress" in m:
         lines.append(f"Training: {m['progress'].get('epoch', 0)} epoch(s), {m['progress'].get('step', 0)} step(s).")

@@ -50,6 +50,8 @@ class FakeColorizer:
     flexible_size = False
     takes_hints = False
     colorize_photo = Colorizer.colorize_photo
+    working_ab = Colorizer.working_ab
+    square_view = False
 
     def working_shape(self, full_hw, long_side=None):
         return 32, 32                                             # the photo squashed, as a fixed-size model

@@ -118,3 +118,52 @@ def test_undo_rebalancing_without_a_classification_head_is_one_line(tmp_path_fac
     assert run_main(predict.main, ["-m", "unet", "--run-dir", str(run_dir), "--undo-rebalancing", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--undo-rebalancing applies to a classification head" in err
+
+
+def test_the_square_view_averages_a_photos_chroma_with_its_squashed_ones(tmp_path_factory, tmp_path):
+    """config.json "square_view": true (the shipped run's): a photo whose working shape is not square
+    (90 x 120: 24 x 32) is also colorized squashed to 32 x 32, that chroma resized to 24 x 32 and the two
+    averaged before the guided upsampling; a square photo gets its one view; --no-square-view
+    (set_decoding(square_view=False)) gives the one view back."""
+    import json
+    import shutil
+
+    import cv2
+
+    from core import colorspace
+    from inference import fullres
+    run_dir = shutil.copytree(built_run(tmp_path_factory, "effnet_unet"), tmp_path / "run")
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "square_view": True}))
+    viewed, single = Colorizer.from_run(run_dir), Colorizer.from_run(built_run(tmp_path_factory, "effnet_unet"))
+    assert viewed.square_view is True and single.square_view is False                 # absent: off
+    rng = np.random.default_rng(0)
+    rgb = cv2.resize(rng.integers(0, 256, (9, 12, 3), dtype=np.uint8), (120, 90), interpolation=cv2.INTER_CUBIC)
+    L = fullres.lightness(rgb)                                                        # (90, 120) in [0, 100]
+
+    def ab(shape):                                                                    # (h, w, 2) LAB units
+        return colorspace.rgb_to_lab(single.colorize(fullres.small_gray(L, shape)[0][None])[0])[..., 1:]
+
+    assert viewed.working_shape(rgb.shape[:2]) == (24, 32)
+    mean = (ab((24, 32)) + cv2.resize(ab((32, 32)), (32, 24), interpolation=cv2.INTER_LINEAR)) / 2
+    expected, _ = fullres.recombine(rgb, mean, L=L)
+    got, _ = viewed.colorize_photo(rgb)
+    assert np.abs(got.astype(int) - expected).max() <= 1
+    one_view, _ = single.colorize_photo(rgb)
+    assert np.abs(one_view.astype(int) - got).max() > 5                               # the second view counts
+    np.testing.assert_array_equal(viewed.set_decoding(square_view=False).colorize_photo(rgb)[0], one_view)
+    square = np.ascontiguousarray(rgb[:, :90])                                        # 90 x 90: one 32 x 32 view
+    np.testing.assert_array_equal(viewed.set_decoding(square_view=True).colorize_photo(square)[0],
+                                  single.colorize_photo(square)[0])
+
+
+def test_square_view_is_a_decoding_option_of_the_tools():
+    """--square-view / --no-square-view reach set_decoding (None: the run's default)."""
+    import argparse
+
+    from cli.options import add_decoding_args, decoding
+    parser = argparse.ArgumentParser()
+    add_decoding_args(parser)
+    assert decoding(parser.parse_args([]))["square_view"] is None
+    assert decoding(parser.parse_args(["--no-square-view"]))["square_view"] is False
+    assert decoding(parser.parse_args(["--square-view"]))["square_view"] is True

@@ -223,15 +223,19 @@ def test_baked_effnet_unet_with_hints_exports_to_every_format_with_its_card(colo
     check_hint_inputs(runner, names, arrays, runner(dict(zip(names, arrays))))
 
 
-def test_a_card_says_when_the_run_averages_test_time_flips():
-    """A run whose tools average flips (config.json flip_average, the shipped run's): its card tells a
-    consumer how to match them with the one-pass file; a run without says nothing of it."""
+def test_a_card_says_when_the_run_averages_test_time_flips_or_views():
+    """A run whose tools average flips (config.json flip_average, the shipped run's) or a square view
+    (square_view): its card tells a consumer how to match them with the one-pass file; a run without
+    says nothing of it."""
     base = {"model": "unet", "format": "onnx", "baked_color": False, "description": "d", "run_dir": "r",
             "artifact": "a.onnx", "runtime": "onnxruntime", "batch": None, "inputs": [], "outputs": [],
             "resize": "32 x 32", "parity": {"against": "Keras", "max_abs_diff": 0.0, "batch": "b"}, "metrics": {}}
     assert "mirror" not in card.markdown({**base, "config": {"model": "unet"}})
     text = card.markdown({**base, "config": {"model": "unet", "flip_average": True}})
     assert "Test-time flips" in text and "mirror that output back and average" in text
+    assert "Square view" not in text
+    text = card.markdown({**base, "config": {"model": "unet", "square_view": True}})
+    assert "Square view" in text and "average the two chromas" in text and "Test-time flips" not in text
 
 
 # ---- the script and its card ---------------------------------------------------------------------

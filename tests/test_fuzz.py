@@ -270,6 +270,8 @@ class TinyColorizer:
     the photo path (working size, guided upsampling) is the real Colorizer's."""
     image_size = 8
     colorize_photo = Colorizer.colorize_photo
+    working_ab = Colorizer.working_ab
+    square_view = False
 
     def working_shape(self, full_hw, long_side=None):
         return 8, 8

@@ -33,6 +33,7 @@ def test_shipped_run_is_small_and_self_describing():
     assert checkpoint.state["epoch"] == 12 and not checkpoint.legacy and (SHIPPED / "summary.txt").is_file()
     assert config["model_options"]["hint_head"] == "attention_taps" and config["init"]["train_new_only"] is True
     assert config["flip_average"] is True                                     # its decoding default (README)
+    assert config["square_view"] is True                                      # photos: the square view too
     assert config["model_options"]["decoder_local_hints"] is False            # the points reach the head alone
 
 
@@ -148,11 +149,11 @@ def test_hinted_colors_stop_at_a_sharp_edge(shipped_colorizer):
     """A 300 x 451 photo: dark left part, light right part, a sharp vertical edge at column 200 (not on the
     working grid). A green point on the left and a red one on the right: each side keeps its color up to
     the edge, and the change happens at the edge, not between the points (measured at working size 32,
-    flips on: left -37.4, right +25.3, the jump between columns 199 and 200 35.8 of the 62.7; the head
-    shipped before, whose points reached the decoder too: -38.0, +25.3, 56.6).
+    flips and the square view on: left -37.4, right +25.3, the jump between columns 199 and 200 36.6 of
+    the 62.7; the head shipped before, whose points reached the decoder too, one view: -38.0, +25.3, 56.6).
     A lone point keeps to its side: the far side keeps the colors it has without points (green alone: the
-    right side's a*, b* -4.1, -19.5, without points -5.1, -21.5; red alone: the left side's 1.0, -24.8,
-    without points 1.5, -30.1). The head shipped before let them cross: -11.2, +2.3 and 26.2, 9.6."""
+    right side's a*, b* -4.1, -19.6, without points -5.1, -21.5; red alone: the left side's 0.9, -24.9,
+    without points 1.5, -30.2). The head shipped before let them cross: -11.2, +2.3 and 26.2, 9.6."""
     from core import colorspace, hints
     rgb = np.full((300, 451, 3), 200, np.uint8)
     rgb[:, :200] = 70

@@ -13,6 +13,7 @@ from core import hints as core_hints
 from evaluation import video as vmetrics
 from evaluation import videoset
 from inference import video
+from inference.colorizer import Colorizer
 
 
 class NoisyColorizer:
@@ -20,6 +21,8 @@ class NoisyColorizer:
     image's own bytes (the same frame always gets the same colors; a moved frame gets other noise:
     the flicker of a network that sees a shifted image). Records the hints it is given."""
     takes_hints = True
+    square_view = False
+    working_ab = Colorizer.working_ab   # the real one: this stands in for the network alone
 
     def __init__(self, noise: float = 0.15, work=(16, 16)):
         self.noise, self.work = noise, work
