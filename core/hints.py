@@ -186,6 +186,17 @@ def reference(rgb: np.ndarray) -> Reference:
     return Reference(distribution(pixels), pixels)
 
 
+def split_reference(given) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Any form a tool is given a reference in -> (its (Q,) distribution or None, its pixels' ab or None):
+    None; a Reference; a (Q,) distribution alone (no pixels to match to); or an (H, W, 3) uint8 image."""
+    if given is None:
+        return None, None
+    if isinstance(given, Reference):
+        return given.distribution, given.pixels
+    given = np.asarray(given)
+    return (given, None) if given.ndim == 1 else tuple(reference(given))
+
+
 def reference_ab(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 reference image -> (n, 2) float32: the ab of its pixels (a strided sample of at most
     about REFERENCE_PIXELS: the histogram of a 40-megapixel photo needs no more), what reference_distribution

@@ -188,12 +188,7 @@ class Colorizer:
         L = fullres.lightness(rgb)
         shape = self.working_shape(full_hw, long_side)
         small, guide = fullres.small_gray(L, shape)                      # (h, w, 3) uint8, (h, w) L
-        dist, pixels = None, None
-        if isinstance(reference, core_hints.Reference):
-            dist, pixels = reference
-        elif reference is not None:
-            reference = np.asarray(reference)
-            dist, pixels = (reference, None) if reference.ndim == 1 else core_hints.reference(reference)
+        dist, pixels = core_hints.split_reference(reference)
         # matched to the reference's histograms only without points: matching would pull a point's
         # color toward the reference's palette, and a point is what the user says the color is
         match = pixels is not None and not len(points)

@@ -499,15 +499,7 @@ class FrameColorizer:
                  stabilize: bool = True, label: int | None = None, settings: Stabilization = Stabilization()):
         self.colorizer = colorizer
         self.points = tuple(points)
-        self.dist, self.ref_pixels = None, None
-        if isinstance(reference, core_hints.Reference):
-            self.dist, self.ref_pixels = reference
-        elif reference is not None:
-            reference = np.asarray(reference)
-            if reference.ndim == 1:
-                self.dist = reference
-            else:
-                self.dist, self.ref_pixels = core_hints.reference(reference)
+        self.dist, self.ref_pixels = core_hints.split_reference(reference)
         # matched to the reference's histograms only without points, as colorize_photo does; decided for the
         # whole clip (points carried out of the frame or ended by a cut do not switch it on mid-clip)
         self.match = self.ref_pixels is not None and not self.points
