@@ -46,10 +46,10 @@ from cli.errors import run_main
 from cli.options import add_decoding_args, add_runtime_args, decoding, describe_runtime
 from core import runs
 from core.stopping import GracefulStop, signal_name
-from dataset import CLASS_NAMES, MAX_PIXELS
 from inference import MissingLabelError, photos
 from inference.fullres import WORK_LONG_SIDE
 from inference.pretrained import load_run
+from loaders.cifar import CLASS_NAMES, MAX_PIXELS
 from models import MODEL_NAMES, SHIPPED_MODEL, get_spec
 
 

@@ -33,7 +33,7 @@ from PIL import Image
 from cli.errors import run_main
 from cli.options import add_runtime_args
 from core import runs
-from dataset import MAX_PIXELS
+from loaders.cifar import MAX_PIXELS
 from serving.catalog import find_runs
 
 

@@ -18,7 +18,7 @@ Video clips: --video CLIP [CLIP ...] colorizes each clip in memory (default: wit
 effnet_unet; each frame alone and with stable colors, --modes or --no-stabilize to choose) and
 scores every frame against the original: PSNR, SSIM, colorfulness against the gray baseline,
 flicker between frames (after the known motion, where the clip's videoset JSON is beside it:
-`python videoset.py`) and the warping error (evaluation/video.py). Writes results/<model>/video.json.
+`python dataset.py clips`) and the warping error (evaluation/video.py). Writes results/<model>/video.json.
 """
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ from cli.options import (add_compare_args, add_data_args, add_decoding_args, add
                          decoding, describe_runtime)
 from core import runs
 from core.grids import save_image
-from dataset import DataError, image_files, load_data
 from evaluation import metrics
 from inference import HintsNotSupportedError, photos
 from inference.video import Stabilization
+from loaders.cifar import DataError, image_files, load_data
 from models import SHIPPED_MODEL, get_spec
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from cli.errors import run_main
 from cli.options import add_model_arg
 from core import runs
-from inference import Colorizer
+from inference import Colorizer, pretrained
 from models import get_spec
 from serving import card
 from serving.export import FORMAT_NAMES, ExportError, check_out, check_ready, export_colorizer, get_format
@@ -61,8 +61,11 @@ def main(argv=None) -> int:
 
 
 def run_of(spec, run_dir: Path | None) -> Path:
-    """The run to export (default: the latest of the model), checked to be a run of ``spec`` from its config."""
-    run_dir = run_dir or runs.latest_run(spec.name)
+    """The run to export, found as every tool finds it (inference.pretrained.find_run: ``run_dir``, else the
+    latest run of the model, else the shipped one, said in one line), checked to be a run of ``spec`` from its config."""
+    run_dir, note = pretrained.find_run(spec.name, run_dir)
+    if note:
+        print(note, flush=True)
     model = get_spec(runs.load_config(run_dir)["model"]).name
     if model != spec.name:
         raise runs.RunError(f"{run_dir} is a run of '{model}', not '{spec.name}'")

@@ -17,7 +17,7 @@ from cli.errors import run_main
 from cli.options import add_data_args, add_decoding_args, add_model_arg, add_runtime_args, check_data, decoding, describe_runtime
 from core import runs
 from core.grids import prediction_grid, save_image
-from dataset import load_data
+from loaders.cifar import load_data
 from models import get_spec
 
 

@@ -166,7 +166,7 @@ def bench_fusion_epochs(ctx: Context) -> list[Row]:
     later run does); the epochs themselves then cost what fusion_label's cost, the point of the cache.
     """
     import priors
-    from dataset import CifarGenerator, ImageSet, one_hot
+    from loaders.cifar import CifarGenerator, ImageSet, one_hot
 
     n = ctx.settings.fusion_images
     images = source_images(n)

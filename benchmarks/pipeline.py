@@ -22,9 +22,9 @@ DATA_TARGET = 10.0        # CifarGenerator vs the original loop, stated by the i
 
 def source_images(n: int) -> np.ndarray:
     """n real CIFAR-10 images (N, 32, 32, 3) uint8, repeated as needed: the shared subset, else the sample."""
-    import dataset
-    data = (dataset.load_images(SHARED_SUBSET, "train") if SHARED_SUBSET.exists()
-            else dataset.load_images(dataset.SAMPLE_DIR / "train"))
+    from loaders import cifar
+    data = (cifar.load_images(SHARED_SUBSET, "train") if SHARED_SUBSET.exists()
+            else cifar.load_images(cifar.SAMPLE_DIR / "train"))
     return data.images[np.arange(n) % len(data)]
 
 
@@ -60,7 +60,7 @@ def original_pipeline(folder: Path, batch_size: int, image_size: int, epochs: in
 
 def generator_pipeline(folder: Path, batch_size: int, image_size: int, epochs: int) -> None:
     """CifarGenerator from the folder (decode + conversion once), then every batch of every epoch."""
-    from dataset import CifarGenerator
+    from loaders.cifar import CifarGenerator
     gen = CifarGenerator(str(folder), batch_size=batch_size, color_space="LAB", image_size=image_size, seed=0)
     for _ in range(epochs):
         for i in range(len(gen)):

@@ -3,7 +3,8 @@
 Every figure is a fresh process as a user starts it (wall time, best of ``startup_repeats``), beside
 ``python -c "import tensorflow"`` measured the same way, the yardstick of the targets:
 
-- ``--help`` of every script (nothing heavy may load before the arguments are checked);
+- ``--help`` of every script, and of ``dataset.py photos`` and ``dataset.py clips`` (nothing heavy may load
+  before the arguments are checked);
 - ``colorize.py`` on a 0.14-megapixel photo (scikit-image's ``chelsea``, 451 x 300) with the shipped run,
   through ONNX Runtime (``--runtime onnx``: its files made once first, that first run reported apart)
   and through Keras (``--runtime keras``);
@@ -30,11 +31,14 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks.settings import Context, Row, log
+from inference.pretrained import PRETRAINED_DIR
+from models import SHIPPED_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("train", "predict", "evaluate", "compare", "colorize", "export", "demo", "bench", "dataset", "photoset",
-           "videoset")
-SHIPPED = ROOT / "pretrained" / "effnet_unet"
+SCRIPTS = ("train", "predict", "evaluate", "compare", "colorize", "export", "demo", "bench", "dataset")
+HELPS = tuple((script, f"{script}.py") for script in SCRIPTS) + (
+    ("dataset photos", "dataset.py photos"), ("dataset clips", "dataset.py clips"))   # (key, command) whose --help is timed
+SHIPPED = PRETRAINED_DIR / SHIPPED_MODEL   # the shipped run (effnet_unet), given to every script by --run-dir
 PHOTO_ROUNDS = 5   # at least this many alternating runs of the 2 and 12 MP photos: their ratio is a target
 
 
@@ -103,9 +107,9 @@ def bench_startup(ctx: Context) -> list[Row]:
 
     tf = row("import tensorflow", "python -c", _best(ctx, ["-c", "import tensorflow"], n), f"best of {n}: the yardstick")
     helps = {}
-    for script in SCRIPTS:
-        seconds = _best(ctx, [f"{script}.py", "--help"], n)
-        helps[script] = row(f"{script}.py --help", "", seconds, f"best of {n}; {seconds / tf:.2f} x import tensorflow")
+    for key, command in HELPS:
+        seconds = _best(ctx, [*command.split(), "--help"], n)
+        helps[key] = row(f"{command} --help", "", seconds, f"best of {n}; {seconds / tf:.2f} x import tensorflow")
     photo = ctx.tmp / "chelsea.png"
     rgb = skimage.data.chelsea()                                   # (300, 451, 3): 0.14 megapixels
     Image.fromarray(rgb).save(photo)

@@ -12,7 +12,7 @@ first, and imports Keras (and with it TensorFlow, seconds) only when it needs a 
   loading the data they name (with the bundled sample as the offline default).
 - ``errors``: which exceptions are user mistakes, printed as one line with exit code 2.
 
-May import: every package below it (``core``, ``dataset``, ``priors``, ``models``, ``inference``,
+May import: every package below it (``core``, ``loaders``, ``priors``, ``models``, ``inference``,
 ``training``, ``evaluation``); nothing imports ``cli`` but the scripts. Nothing heavy at import
 (tests/test_startup.py).
 """

@@ -26,7 +26,7 @@ KNOWN = tuple(re.compile(p) for p in (
     r"appropriate compiler flags\.",
     # Grappler's remapper (oneDNN build) fuses Conv2D + BiasAdd + LeakyRelu in a training graph although
     # LeakyReluGrad still reads the BiasAdd, then rejects its own rewrite: that graph runs as it would
-    # without the remapper. Avoiding it (LeakyReLU as max(x, 0.2 x)) trained the U-Net no faster (README).
+    # without the remapper. Avoiding it (LeakyReLU as max(x, 0.2 x)) trained the U-Net no faster (docs/speed.md).
     r".*\] remapper failed: INVALID_ARGUMENT: Mutation::Apply error: fanout '[^']*/LeakyRelu/LeakyReluGrad' "
     r"exist for missing node '[^']*/BiasAdd'\.",
     # oneDNN's graph pass meets an int32 Transpose (shape arithmetic in the gradient of UpSampling2D, in

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from core import runs
-from dataset import DEFAULT_DATA_DIR, check_folder, relative
+from loaders.cifar import DEFAULT_DATA_DIR, check_folder, relative
 from models import MODEL_NAMES
 
 

@@ -14,7 +14,7 @@ original image) and for use (from points a person chose and a reference image):
   medium one, s = 0.19 and v = 200, is evaluate.py's spread baseline) and its confidence (the
   largest weight at that pixel, in [1e-6, 1]; 0 everywhere without hints): channels 3-5, 6-8, 9-11. A network
   learns quickly to trust or correct a dense field; from a few scattered pixels it barely learned
-  anything in the same time (measured: README).
+  anything in the same time (measured: docs/hints.md).
 - **global hint**, (Q + 1,) float32: a reference's distribution over the Q = 261 in-gamut ab
   bins of ``core.ab_bins`` (fractions of its pixels, sum 1), then 1; all zeros when there is none.
 

@@ -4,5 +4,5 @@
 - ``scoring``: evaluate one run on a data set next to the gray baseline; tables and JSON.
 - ``report``: evaluate the latest run of every model on the same images: Markdown, grid, curves.
 
-May import: ``core``, ``dataset``, ``priors``, ``models``, ``inference``.
+May import: ``core``, ``loaders``, ``priors``, ``models``, ``inference``.
 """

@@ -203,7 +203,7 @@ def report(pred, true, labels=None, class_names=None) -> dict:
     out["per_class"] = {}
     if labels is not None:
         if class_names is None:
-            from dataset import CLASS_NAMES as class_names   # lazily: dataset imports Keras
+            from loaders.cifar import CLASS_NAMES as class_names   # lazily: metrics alone needs no image reader
         labels = np.asarray(labels)
         if labels.shape != (out["n_images"],):
             raise ValueError(f"labels must have shape ({out['n_images']},), got {labels.shape}")

@@ -1,6 +1,6 @@
 """A real-photo evaluation set: color photographs from named, reproducible sources, each listed with its origin.
 
-``python photoset.py`` (the entry script) builds it in ``data/photos/`` (never committed):
+``python dataset.py photos`` (the entry script's command) builds it in ``data/photos/`` (never committed):
 
     <out>/<source>-<name>.jpg|png     one file per photograph, the original bytes (or resized with --max-side)
     <out>/sources.json                every file: source, version, path in the source, size, author, license
@@ -25,7 +25,7 @@ gone or of another size) is reported, not silently replaced.
 Re-running is cheap: a file already there with the expected size is kept (and its entry is taken from
 the existing sources.json), and a package whose files are all there is not downloaded again.
 
-May import: ``core``, ``dataset`` (it needs neither); never ``inference``, ``training``, ``serving``, ``cli``.
+May import: ``core``, ``loaders`` (it needs neither); never ``inference``, ``training``, ``serving``, ``cli``.
 """
 from __future__ import annotations
 
@@ -281,7 +281,7 @@ def write_manifest(out: Path, entries: Iterable[Entry]) -> None:
     """sources.json and SOURCES.md in ``out`` (each written whole, or not at all)."""
     entries = sorted(entries, key=lambda e: e.file)
     doc = {
-        "description": "Real color photographs for evaluating colorization, built by photoset.py "
+        "description": "Real color photographs for evaluating colorization, built by dataset.py photos "
                        "(the selection: evaluation/photoset.py). One entry per file.",
         "count": len(entries),
         "photos": [asdict(e) for e in entries],
@@ -312,7 +312,7 @@ def sources_markdown(entries: list[Entry]) -> str:
     lines = [
         "# Real-photo evaluation set",
         "",
-        f"{len(entries)} color photographs, built by `python photoset.py`; the selection (and every candidate "
+        f"{len(entries)} color photographs, built by `python dataset.py photos`; the selection (and every candidate "
         "left out, with the reason) is in `evaluation/photoset.py`. Not committed: rebuild it with that command.",
         "",
         "Per source: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".",

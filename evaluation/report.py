@@ -20,9 +20,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from core import runs
 from core.grids import make_grid, save_image
-from dataset import ImageSet, load_data
 from evaluation import metrics, scoring
-from inference import USER_ERRORS
+from inference import USER_ERRORS, pretrained
+from loaders.cifar import ImageSet, load_data
 from models import MODEL_NAMES, get_spec
 
 GRID_IMAGES = 12        # rows of the comparison grid
@@ -69,7 +69,7 @@ def evaluate_models(models: list[str], runs_dir: Path, load, batch_size: int = 6
             continue
         except (ValueError, OSError) as err:   # weights of another architecture, damaged file: skip that run only
             message = " ".join(str(err).split())   # one line
-            skip(name, f"cannot load {runs.latest_run(name, runs_dir)} ({type(err).__name__}: {message})")
+            skip(name, f"cannot load {pretrained.find_run(name, None, runs_dir)[0]} ({type(err).__name__}: {message})")
             continue
         data = load(colorizer.image_size)   # outside the try: bad data is an error for every model
         print(f"{name}: evaluating {colorizer.run_dir}" + (f" ({colorizer.note})" if colorizer.note else ""))

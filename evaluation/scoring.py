@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from core import colorspace
-from dataset import ImageSet, default_data
 from evaluation import metrics
 from inference import Colorizer
 from inference.pretrained import load_run
+from loaders.cifar import ImageSet, default_data
 
 # (key in metrics.report, label, format): the rows of every table this tool and compare.py print.
 METRIC_ROWS = (
@@ -97,7 +97,7 @@ def data_info(data: ImageSet, path: Path | None, split: str, limit: int | None) 
 
 
 def data_source(path: Path | None, split: str) -> tuple[Path, str]:
-    """(path, split) the data came from, the default resolved as dataset.load_data resolves it."""
+    """(path, split) the data came from, the default resolved as loaders.cifar.load_data resolves it."""
     return (path, split) if path is not None else default_data("val")
 
 

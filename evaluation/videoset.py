@@ -1,4 +1,4 @@
-"""Test clips with known camera motion, made from real photos: python videoset.py (the entry script; into results/videoset).
+"""Test clips with known camera motion, made from real photos: python dataset.py clips (the entry script's command; into results/videoset).
 
 Each clip is a window (640 x 360 by default) moved over a photo, rendered frame by frame with
 OpenCV (bicubic), and saved as an mp4 (h264, crf 18, through inference.video's writer) beside a
@@ -9,7 +9,7 @@ pixels to the photo's, so that flicker can be measured with the motion compensat
 - ``pan``: a pan to the right over ``coffee``, 8 px per frame at 640 wide (scaled with the width);
 - ``zoom``: a zoom into the center of ``astronaut``, by 1.67 x over the clip;
 - ``cut``: a pan over ``chelsea``, then a cut to a pan over ``rocket`` at the middle frame;
-- ``pan_photoset`` (only when the project's photo set is built, ``python photoset.py``, and holds
+- ``pan_photoset`` (only when the project's photo set is built, ``python dataset.py photos``, and holds
   it): a pan over ``lomiri-wallpapers-16.04-seeding.jpg`` (Clemens Engelhardt, CC0), shrunk to
   1280 px wide first.
 
@@ -78,7 +78,7 @@ def photoset_photo(folder: Path = PHOTOSET, file: str = PHOTOSET_PAN, max_width:
         if img.width > max_width:
             img = img.resize((max_width, round(img.height * max_width / img.width)), Image.LANCZOS)
         rgb = np.asarray(img)
-    return Photo(Path(file).stem, rgb, {"source": f"{entry['source']}: {entry['path']} (photoset.py)",
+    return Photo(Path(file).stem, rgb, {"source": f"{entry['source']}: {entry['path']} (dataset.py photos)",
                                         "author": entry["author"], "license": entry["license"]})
 
 

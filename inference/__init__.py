@@ -13,13 +13,13 @@
   them colorized (what ``colorize.py`` and the demo do).
 - ``png``: PNG files written on every core (bands of rows compressed in threads, one valid stream).
 
-May import: ``core``, ``dataset``, ``priors``, ``models``.
+May import: ``core``, ``loaders``, ``priors``, ``models``.
 """
 from core.runs import RunError
-from dataset import DataError
 from inference.colorizer import Colorizer, DecodingError, HintInputs, HintsError, HintsNotSupportedError, MissingLabelError, data_color_space
 from inference.hintsfile import HintsFileError
 from inference.lean import LeanExportError, RuntimeChoiceError
+from loaders.cifar import DataError
 from models import UnknownModelError
 from priors import PriorError
 

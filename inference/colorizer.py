@@ -13,8 +13,8 @@ import numpy as np
 
 from core import colorspace, hints as core_hints, runs
 from core.replicas import model_replicas
-from dataset import CLASS_NAMES, one_hot
 from inference import fullres, lean
+from loaders.cifar import CLASS_NAMES, one_hot
 from models import build_model, dtype_policy, get_spec
 
 

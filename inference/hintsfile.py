@@ -14,7 +14,7 @@
 :class:`HintsFileError`, one line naming the JSON file, where the problem is and what it is.
 The image size is not known while parsing: :func:`check_inside` checks the points against it.
 
-May import: ``core``, ``dataset``.
+May import: ``core``, ``loaders``.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import dataset
-from dataset import DataError
+from loaders import cifar
+from loaders.cifar import DataError
 
 TOP_KEYS = ("points", "reference")
 POINT_KEYS = ("x", "y", "color", "radius")
@@ -192,7 +192,7 @@ def _reference(value: object, source: Path, base_dir: Path) -> Path:
     if not is_file:                    # a device or a pipe: reading it could block
         raise _error(source, f"reference {shown} ({path}): not a regular file")
     try:
-        dataset.open_image(path).close()   # the header only: no pixel is decoded here
+        cifar.open_image(path).close()   # the header only: no pixel is decoded here
     except DataError as err:
         problem = str(err)
         if problem.startswith(f"{path}: "):

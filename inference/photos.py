@@ -29,15 +29,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import dataset
 from core import faults
 from core.stopping import GracefulStop
-from dataset import IMAGE_EXTENSIONS, MAX_PIXELS, DataError
 from core import hints as core_hints
 from inference import hintsfile, png, video
 from inference.colorizer import Colorizer, HintsError  # noqa: F401  (HintsError: raised by the tools for photos)
+from loaders import cifar
+from loaders.cifar import IMAGE_EXTENSIONS, MAX_PIXELS, DataError
 
-# dataset.MAX_PIXELS: inputs above it are refused before decoding (40 MP: 120 MB as uint8 RGB)
+# loaders.cifar.MAX_PIXELS: inputs above it are refused before decoding (40 MP: 120 MB as uint8 RGB)
 COMPARE_GAP = 8             # white pixels between the halves of a --compare image
 
 
@@ -71,7 +71,7 @@ MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | set(video.VIDEO_SUFFIXES)   # what a folde
 
 
 def media_files(folder: Path) -> list[Path]:
-    """Image and clip files under a folder, recursively, in dataset.image_files' order (img-2 before img-10)."""
+    """Image and clip files under a folder, recursively, in loaders.cifar.image_files' order (img-2 before img-10)."""
     def natural(rel: Path):
         return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(rel))]
     return sorted((p for p in folder.rglob("*") if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file()),
@@ -138,17 +138,17 @@ def compare_path(out: Path) -> Path:
 
 def open_image(path: Path) -> Image.Image:
     """Open lazily (header only), refusing images above MAX_PIXELS before any pixel is decoded
-    (dataset.open_image, the one image reader of the project)."""
+    (loaders.cifar.open_image, the one image reader of the project)."""
     try:
-        return dataset.open_image(path)
+        return cifar.open_image(path)
     except DataError as err:
         raise InputError(str(err)) from None
 
 
 def _decode_rgb(img: Image.Image, path: Path) -> Image.Image:
-    """Decode the pixels (any mode) into an 8-bit RGB image, EXIF orientation applied (dataset.decode_rgb)."""
+    """Decode the pixels (any mode) into an 8-bit RGB image, EXIF orientation applied (loaders.cifar.decode_rgb)."""
     try:
-        return dataset.decode_rgb(img, path)
+        return cifar.decode_rgb(img, path)
     except DataError as err:
         raise InputError(str(err)) from None
 

@@ -8,7 +8,7 @@ are concatenated, and the zlib checksum (Adler-32) is computed over the whole fi
 file is a plain PNG (8-bit RGB, no interlacing) that any reader decodes to the same pixels
 (tests/test_png.py reads it back with Pillow and OpenCV).
 
-Settings measured on a 12-megapixel colorization (README, Speed): the "up" filter on every row (the
+Settings measured on a 12-megapixel colorization (docs/runtime.md, Measured): the "up" filter on every row (the
 byte above subtracted; colorized photos are smooth along columns) and zlib level 1 with run-length
 matching (Z_RLE), as the earlier OpenCV settings; on 2 cores 0.15 s instead of OpenCV's 0.25 s,
 files the same size within 1 %.

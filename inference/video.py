@@ -53,7 +53,7 @@ the output container takes the codec (it does when the suffix is the input's); G
 while decoding (a corrupt frame it would conceal), or a clip that ends early (fewer frames than its
 index counts, mp4 / mov / avi; or its last frame ends before the duration it states, mkv / webm: a
 truncated file) stops the reading; the frames colorized so far are finished and the output closed (playable),
-then :class:`DamagedVideoError` (a dataset.DataError: the tools print one line) says how many were
+then :class:`DamagedVideoError` (a loaders.cifar.DataError: the tools print one line) says how many were
 written. GIF announces no count, so a truncated GIF ends quietly at its last whole frame. Damage
 FFmpeg does not see is not seen here either: garbage that still decodes as valid h264 (measured: 300
 bytes flipped in the middle of a small clip of this writer's, veryfast, were decoded without a word;
@@ -74,8 +74,8 @@ import cv2
 import numpy as np
 
 from core import guided, hints as core_hints
-from dataset import DataError
 from inference import fullres
+from loaders.cifar import DataError
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".gif")
 DEFAULT_RATE = Fraction(24)      # when a clip states no frame rate at all

@@ -4,7 +4,7 @@ Each model lives in ``models/<name>.py`` with a ``build(image_size=32, **options
 returning a compiled Keras model (the GAN returns its generator, discriminator and combined
 model). ``ModelSpec`` says what data the model eats, so the scripts need no per-model code.
 
-May import: ``core``, ``dataset``, ``priors`` (and its own modules).
+May import: ``core``, ``loaders``, ``priors`` (and its own modules).
 """
 from __future__ import annotations
 

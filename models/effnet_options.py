@@ -13,7 +13,7 @@ from priors.features import tap_block
 
 HEADS = ("classification", "regression")
 LOSSES = ("huber", "l1", "mse")             # regression head only
-ENCODER_SCALE = 4                           # encoder size = 4 x image size by default (measured: README)
+ENCODER_SCALE = 4                           # encoder size = 4 x image size by default (measured: docs/results.md)
 DEFAULTS = {
     "encoder_size": None,                   # None: ENCODER_SCALE x image_size (128 for 32 px images)
     "taps": ("s4", "s8", "s16", "s32"),
@@ -22,7 +22,7 @@ DEFAULTS = {
     "loss": "huber",
     "learning_rate": 1e-3,
     "decay_steps": 1000,                    # cosine decay to 0 over this many steps (train.py: the whole run)
-    "temperature": 0.6,                     # annealed-mean default (decode), chosen on batch 5 (README); the paper: 0.38
+    "temperature": 0.6,                     # annealed-mean default (decode), chosen on batch 5 (docs/results.md); the paper: 0.38
     "fine_tune": None,                      # None: the encoder is frozen; "s16" / "s8": its blocks after that tap
                                             # are part of this network (ImageNet start, BatchNorm frozen) and train
     "hints": False,                         # True: two more inputs, local and global color hints (core.hints)

@@ -163,7 +163,7 @@ class HintLogits(layers.Layer):
     The network's own logits enter with their gradient stopped: they are trained, colorful, by their
     own loss alone, and without hints (every term 0) the hinted logits are the network's own plus the
     bias. Why not learn it all in the decoder: it barely learned to use hints given as inputs in a few
-    hundred steps (README).
+    hundred steps (docs/hints.md, The network).
     """
 
     def __init__(self, sigma: float = 5.0, **kwargs):

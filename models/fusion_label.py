@@ -1,7 +1,7 @@
 """Fusion network with the known CIFAR-10 class (10-d one-hot) as the prior."""
 from __future__ import annotations
 
-from dataset import CLASS_NAMES
+from loaders.cifar import CLASS_NAMES
 from models.fusion import build_fusion
 
 

@@ -7,5 +7,5 @@
 - ``catalog``: the runs the demo offers (the latest of each model, given ones, shipped pretrained ones).
 - ``webapp``: the demo page (Flask), colorizing through ``inference.photos`` as colorize.py does (``demo.py``).
 
-May import: ``core``, ``dataset``, ``models``, ``inference`` (layers 0-3).
+May import: ``core``, ``loaders``, ``models``, ``inference`` (layers 0-3).
 """

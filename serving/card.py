@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 from core import hints as core_hints, runs, tblog
-from dataset import CLASS_NAMES
+from loaders.cifar import CLASS_NAMES
 
 CARD_VERSION = 1
 

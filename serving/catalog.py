@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import runs
-from dataset import relative
-from inference import Colorizer
+from inference import Colorizer, pretrained
+from loaders.cifar import relative
 from models import MODEL_NAMES, get_spec
-
-PRETRAINED_DIR = runs.ROOT / "pretrained"   # runs shipped with the repository, when it has any
 
 
 @dataclass(frozen=True)
@@ -83,8 +81,11 @@ def choice(run_dir: Path, origin: str) -> RunChoice:
                      faithful=temperature is not None and bool(config.get("class_rebalancing")))
 
 
-def find_runs(runs_dir: Path = runs.RUNS_DIR, extra: list[Path] = (), pretrained_dir: Path = PRETRAINED_DIR) -> list[RunChoice]:
-    """Runs given with --run-dir first, then the latest run of each model, then the pretrained ones."""
+def find_runs(runs_dir: Path = runs.RUNS_DIR, extra: list[Path] = (), pretrained_dir: Path | None = None) -> list[RunChoice]:
+    """Runs given with --run-dir first, then the latest run of each model, then the pretrained ones
+    (those under ``pretrained_dir``, default inference.pretrained.PRETRAINED_DIR: the runs shipped with the
+    repository, when it has any)."""
+    pretrained_dir = pretrained.PRETRAINED_DIR if pretrained_dir is None else Path(pretrained_dir)
     choices = [choice(Path(p), "--run-dir") for p in extra]
     for model in MODEL_NAMES:
         try:

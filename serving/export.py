@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from core import colorspace, hints as core_hints
-from dataset import SAMPLE_DIR, load_images
 from inference import Colorizer
 # the network in inference mode, and the converters' logs kept out of the terminal: shared with the lean path
 from inference.lean import inference_model, quiet_native_logs
+from loaders.cifar import SAMPLE_DIR, load_images
 from serving import card as cards
 
 

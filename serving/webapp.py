@@ -3,7 +3,7 @@
 Colorization goes through inference.photos, the code colorize.py runs: the model sees the gray
 photo shrunk to its input size, and its chroma is recombined with the photo's own full-resolution
 lightness, so a result has the upload's size and lightness. Uploads are checked as colorize.py
-checks files (not an image, truncated, above dataset.MAX_PIXELS: refused before decoding); each
+checks files (not an image, truncated, above loaders.cifar.MAX_PIXELS: refused before decoding); each
 refusal is one line on the page, and the other images of the same upload are still colorized.
 
 Why Flask and not Gradio: the page is one form and a list of images; Flask adds four small
@@ -19,7 +19,7 @@ result's folder for that. Runs without hints get no editor: the page asks the Co
 
 Clips (mp4, webm, mov, mkv, avi, animated GIF: inference.video): the form's second button sends one
 clip to ``POST /video``, which checks it (a clip, readable, at most ``max_video_frames`` frames of at
-most ``dataset.MAX_PIXELS``), queues a job and redirects to ``/?job=<id>``. One worker thread colorizes
+most ``loaders.cifar.MAX_PIXELS``), queues a job and redirects to ``/?job=<id>``. One worker thread colorizes
 the queued clips in turn with inference.video.colorize_video (stable colors, audio copied when the
 output takes it), holding the same lock as photos (one colorization at a time: photos wait while a
 clip is colorized). The page polls ``GET /api/job/<id>`` (JSON: :func:`create_app` documents it) for
@@ -28,7 +28,7 @@ result is an mp4 (H.264 4:2:0, which every browser plays) when the clip's sides 
 webm (VP9: 4:2:0 H.264 needs even sides, and browsers do not all play the 4:4:4 kind).
 
 Limits: ``max_upload_mb`` for a whole request (Flask answers 413, shown as a message on the page),
-``max_files`` per request, ``dataset.MAX_PIXELS`` per image or clip frame, ``max_video_frames`` per
+``max_files`` per request, ``loaders.cifar.MAX_PIXELS`` per image or clip frame, ``max_video_frames`` per
 clip. Results live in a temporary folder of the process; the most recent ``KEEP_RESULTS`` are kept.
 """
 from __future__ import annotations
@@ -51,8 +51,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
 from core import hints as core_hints
-from dataset import CLASS_NAMES, MAX_PIXELS
 from inference import USER_ERRORS, Colorizer, hintsfile, photos, video
+from loaders.cifar import CLASS_NAMES, MAX_PIXELS
 from serving.catalog import RunChoice, set_faithful, set_temperature
 
 KEEP_RESULTS = 64          # result folders kept on disk; older ones are deleted

@@ -19,8 +19,8 @@ SAMPLE = ROOT / "data" / "sample"
 
 @pytest.fixture(scope="session")
 def sample_val():
-    import dataset
-    return dataset.load_images(SAMPLE / "val")
+    from loaders import cifar
+    return cifar.load_images(SAMPLE / "val")
 
 
 def run_script(*args, expect: int = 0, timeout: int = 900) -> subprocess.CompletedProcess:

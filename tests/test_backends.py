@@ -46,10 +46,11 @@ os.chdir(root)
 import keras
 import numpy as np
 
-import dataset, priors
+import priors
 from core import runs
-from dataset import CifarGenerator
 from inference import Colorizer, data_color_space
+from loaders import cifar
+from loaders.cifar import CifarGenerator
 from models import MODEL_NAMES, build_model, get_spec
 
 tmp = Path(tempfile.mkdtemp())
@@ -65,7 +66,7 @@ def changed(before, model):
     return any(not np.array_equal(a, b) for a, b in zip(before, snapshot(model)))
 
 
-data = dataset.load_images(root / "data" / "sample" / "val").subset(8)
+data = cifar.load_images(root / "data" / "sample" / "val").subset(8)
 
 # The EfficientNet-Lite0 port: converted from the PyTorch checkpoint under this backend.
 try:

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from core import colorspace
-import dataset
-from dataset import CifarGenerator, DataError, load_images, parse_label
+import dataset as script   # the command line: python dataset.py
+from loaders import cifar
+from loaders.cifar import CifarGenerator, DataError, load_images, parse_label
 from conftest import ROOT, SAMPLE, SHARED
 
 
@@ -20,7 +21,7 @@ def write_batch(path, images, labels, name="data_batch_1"):
         pickle.dump({b"data": data, b"labels": list(map(int, labels)), b"batch_label": b"x",
                      b"filenames": [b"f%d.png" % i for i in range(len(images))]}, f, protocol=2)
     with open(path / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [n.encode() for n in dataset.CLASS_NAMES]}, f, protocol=2)
+        pickle.dump({b"label_names": [n.encode() for n in cifar.CLASS_NAMES]}, f, protocol=2)
 
 
 # ---- labels ------------------------------------------------------------------
@@ -51,12 +52,12 @@ def test_unknown_class_name_is_one_warning_and_the_image_is_kept(tmp_path, capsy
 def test_png_folder_and_batch_folder_give_identical_arrays(tmp_path, sample_val):
     write_batch(tmp_path / "batches", sample_val.images, sample_val.labels)
     from_batch = load_images(tmp_path / "batches", "train")
-    dataset.export_png(from_batch, tmp_path / "png")
+    cifar.export_png(from_batch, tmp_path / "png")
     from_png = load_images(tmp_path / "png")
     assert np.array_equal(from_batch.images, from_png.images)
     assert np.array_equal(from_batch.labels, from_png.labels)
     assert np.array_equal(from_png.images, sample_val.images)
-    assert from_png.names == [f"img-{i}-{dataset.CLASS_NAMES[c]}" for i, c in enumerate(sample_val.labels)]
+    assert from_png.names == [f"img-{i}-{cifar.CLASS_NAMES[c]}" for i, c in enumerate(sample_val.labels)]
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "cifar10-subset").exists(), reason="needs ../shared")
@@ -205,21 +206,21 @@ def test_rgb_batches_and_inference_names(sample_val):
 # ---- download and export -----------------------------------------------------
 
 def test_download_offline_fails_fast_with_advice(tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset, "CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    monkeypatch.setattr(cifar, "CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
     with pytest.raises(DataError, match="offline, point --data at a local copy"):
-        dataset.download(tmp_path, timeout=5)
+        cifar.download(tmp_path, timeout=5)
 
 
 def test_download_rejects_a_bad_checksum(tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset, "_fetch", lambda url, target, timeout: target.write_bytes(b"not cifar"))
+    monkeypatch.setattr(cifar, "_fetch", lambda url, target, timeout: target.write_bytes(b"not cifar"))
     with pytest.raises(DataError, match="checksum mismatch"):
-        dataset.download(tmp_path)
+        cifar.download(tmp_path)
     assert not (tmp_path / "cifar-10-python.tar.gz").exists()
 
 
 def test_export_cli_writes_original_names(tmp_path, sample_val):
     write_batch(tmp_path / "b", sample_val.images[:12], sample_val.labels[:12])
-    assert dataset.main(["export", "--data", str(tmp_path / "b"), "--out", str(tmp_path / "png")]) == 0
+    assert script.main(["export", "--data", str(tmp_path / "b"), "--out", str(tmp_path / "png")]) == 0
     files = sorted(p.name for p in (tmp_path / "png").iterdir())
     assert len(files) == 12 and "img-0-automobile.png" in files
-    assert dataset.main(["export", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert script.main(["export", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2

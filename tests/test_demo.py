@@ -5,7 +5,7 @@ on a free port and drives a headless Chromium through Selenium, as a person woul
 upload photos, wait for the results, download one. Without a browser (Debian's chromium and
 chromium-driver) or Selenium the browser test is skipped with the reason, unless REQUIRE_BROWSER
 (set by .ci/run) is set: then it fails. With DEMO_SCREENSHOT=FILE it also saves a screenshot of
-the page with its results (the README's docs/demo.png), using the run DEMO_RUN_DIR when given.
+the page with its results (docs/demo.png, shown in docs/export-and-demo.md), using the run DEMO_RUN_DIR when given.
 
 Color hints (runs whose Colorizer ``takes_hints``): the editor's endpoint ``POST /api/recolorize``
 is tested in-process with a run written here that follows hints exactly (``copying_hint_run``: a
@@ -626,7 +626,7 @@ def test_the_page_in_a_real_browser(browser, demo_server, photo, tmp_path):
             assert colored.size == source.size
             assert np.abs(lightness(colored) - lightness(source)).max() < 1.0
         screenshot = os.environ.get("DEMO_SCREENSHOT")
-        if screenshot:   # the README's picture: a bundled example photo, colorized
+        if screenshot:   # docs/demo.png: a bundled example photo, colorized
             driver.get(demo_server)
             driver.find_element(By.CSS_SELECTOR, 'input[name="example"][value="cat"]').click()
             driver.find_element(By.ID, "submit").click()

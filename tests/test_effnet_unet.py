@@ -6,7 +6,7 @@ import pytest
 
 from cli.errors import run_main
 from core import runs, tblog
-from dataset import CifarGenerator
+from loaders.cifar import CifarGenerator
 from priors import features
 
 TINY = ["--encoder-size", "32"]   # the encoder at 32 px: taps 8x8 .. 1x1, seconds instead of minutes

@@ -12,16 +12,17 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import ROOT, SAMPLE, built_run
 
-from core import colorspace, hints as core_hints
-from dataset import load_images, one_hot
+from core import colorspace, hints as core_hints, runs
 from inference import Colorizer
 from inference.colorizer import HintInputs
+from loaders.cifar import load_images, one_hot
 from models import MODEL_NAMES
 from serving import card, colorgraph, export
 
@@ -286,6 +287,22 @@ def test_export_mistakes_are_one_line(tmp_path_factory, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and message in err, err
     assert not list(tmp_path.iterdir())                                     # nothing written
+
+
+def test_export_script_on_a_fresh_clone_exports_the_shipped_run_and_says_so(tmp_path, monkeypatch, capsys):
+    """No runs/ folder: export.py -m effnet_unet finds the shipped run as colorize.py, predict.py and
+    evaluate.py do (inference.pretrained.find_run), prints their "using the shipped run ..." line, exports it."""
+    require(export.FORMATS["onnx"])
+    import export as export_script
+    monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")               # no local run (the folder is not there)
+    out = tmp_path / "out" / "shipped.onnx"
+    assert export_script.run(["-m", "effnet_unet", "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    shipped = ROOT / "pretrained" / "effnet_unet"
+    assert "using the shipped run pretrained/effnet_unet (no run of effnet_unet under" in printed, printed
+    assert f"exporting effnet_unet from {shipped} to onnx" in printed, printed
+    doc = json.loads(card.paths(out)[0].read_text())
+    assert Path(doc["run_dir"]) == shipped and doc["config"]["model"] == "effnet_unet" and out.is_file()
 
 
 def test_a_model_a_format_cannot_express_is_one_clear_error(tmp_path):

@@ -23,10 +23,10 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 from PIL import Image
 
-import dataset
 from core import checkpoints, runs
-from dataset import DataError
 from inference import Colorizer, photos
+from loaders import cifar
+from loaders.cifar import DataError
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -116,7 +116,7 @@ def test_any_image_or_damaged_image_reads_correctly_or_is_one_line(case, size):
         path = d / f"in put é{ext}"
         path.write_bytes(data)
         try:
-            out = dataset.read_image(path, size)
+            out = cifar.read_image(path, size)
         except DataError as err:
             one_line_naming(err, path)
             assert not (whole and mode != "LAB"), f"a whole {fmt} {mode} image was refused: {err}"
@@ -132,7 +132,7 @@ def test_any_image_or_damaged_image_reads_correctly_or_is_one_line(case, size):
 
 
 @FUZZ
-@given(st.binary(max_size=2048), st.sampled_from(sorted(dataset.IMAGE_EXTENSIONS)))
+@given(st.binary(max_size=2048), st.sampled_from(sorted(cifar.IMAGE_EXTENSIONS)))
 @example(b"\x89PNG\r\n\x1a\n", ".png")
 @example(b"GIF89a", ".gif")
 @example(b"\xff\xd8\xff", ".jpg")
@@ -141,7 +141,7 @@ def test_random_bytes_are_one_line_naming_the_file(data, ext):
     with scratch() as d, no_hang():
         path = d / f"x{ext}"
         path.write_bytes(data)
-        for read, error in ((lambda: dataset.read_image(path, 32), DataError),
+        for read, error in ((lambda: cifar.read_image(path, 32), DataError),
                             (lambda: photos.read_full(path), photos.InputError)):
             try:
                 out = read()
@@ -180,20 +180,20 @@ def test_headers_claiming_huge_sizes_are_refused_before_decoding(kind, w, h):
         path = d / f"huge.{kind}"
         path.write_bytes(header)
         try:
-            out = dataset.read_image(path, 32)
+            out = cifar.read_image(path, 32)
         except DataError as err:
             one_line_naming(err, path)
-            if kind == "png" and w * h > dataset.MAX_PIXELS:   # a valid header: refused by its size alone
+            if kind == "png" and w * h > cifar.MAX_PIXELS:   # a valid header: refused by its size alone
                 assert "megapixels, above the limit" in str(err) or "too many pixels" in str(err)
         else:   # small enough to decode (the missing pixels of a PNG read as zeros): a normal image
-            assert w * h <= dataset.MAX_PIXELS and out.shape == (32, 32, 3)
+            assert w * h <= cifar.MAX_PIXELS and out.shape == (32, 32, 3)
 
 
 def test_modes_are_converted_faithfully(tmp_path):
     """16-bit gray keeps its scale, EXIF rotation is applied, palette transparency gives no warning."""
     ramp = (np.arange(16 * 8, dtype=np.uint32).reshape(8, 16) * 512).astype("<u2")   # 0..65024
     Image.frombytes("I;16", (16, 8), ramp.tobytes()).save(tmp_path / "wide.png")
-    out = dataset.read_image(tmp_path / "wide.png", 16)[..., 0]
+    out = cifar.read_image(tmp_path / "wide.png", 16)[..., 0]
     assert out.shape == (16, 16) and abs(int(out.max()) - round(65024 / 257)) <= 2
     tall = Image.new("RGB", (8, 24), "red")
     exif = Image.Exif()
@@ -203,7 +203,7 @@ def test_modes_are_converted_faithfully(tmp_path):
     Image.new("P", (4, 4)).save(tmp_path / "p.png", transparency=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # Pillow warns on a direct P -> RGB of a transparent palette
-        assert dataset.read_image(tmp_path / "p.png", 4).shape == (4, 4, 3)
+        assert cifar.read_image(tmp_path / "p.png", 4).shape == (4, 4, 3)
 
 
 # ---- image folders -----------------------------------------------------------------------------------
@@ -230,15 +230,15 @@ def test_a_good_image_next_to_bad_files_is_still_used(good, bad, bad_data, label
         (folder / f"{bad}.png").write_bytes(bad_data)
         (folder / "notes.txt").write_text("not an image")
         capsys.readouterr()
-        data = dataset.load_images(folder, image_size=8)
+        data = cifar.load_images(folder, image_size=8)
         err = capsys.readouterr().err
         assert good in data.names and f"img-7-{label}" in data.names
         for line in err.splitlines():    # one warning line per problem, naming its file
             assert line.startswith("warning: ") and (str(folder / f"{bad}.png") in line or str(labelled) in line)
         if f"{bad}.png" != f"{good}{ext}" and bad not in data.names:
             assert str(folder / f"{bad}.png") in err
-        expected_label = dataset.CLASS_NAMES.index(label.lower()) if label.lower() in dataset.CLASS_NAMES and \
-            dataset._NAME_PATTERN.match(labelled.name) else -1
+        expected_label = cifar.CLASS_NAMES.index(label.lower()) if label.lower() in cifar.CLASS_NAMES and \
+            cifar._NAME_PATTERN.match(labelled.name) else -1
         assert data.labels[data.names.index(f"img-7-{label}")] == expected_label
 
 
@@ -248,7 +248,7 @@ def test_empty_and_unreadable_folders_are_one_line(tmp_path):
     (tmp_path / "bad" / "a.png").write_bytes(b"nope")
     for folder in (tmp_path / "empty", tmp_path / "bad", tmp_path / "missing"):
         with pytest.raises(DataError) as err:
-            dataset.load_images(folder)
+            cifar.load_images(folder)
         one_line_naming(err.value, folder)
 
 
@@ -256,11 +256,11 @@ def test_empty_and_unreadable_folders_are_one_line(tmp_path):
 @given(st.one_of(NAME, NAME.map(lambda s: f"img-{len(s)}-{s}.png")))
 def test_any_file_name_gives_a_label_or_one_line(name):
     try:
-        label = dataset.parse_label(f"/d/{name}")
+        label = cifar.parse_label(f"/d/{name}")
     except DataError as err:
         one_line_naming(err, Path(f"/d/{name}"))
     else:
-        assert -1 <= label < len(dataset.CLASS_NAMES)
+        assert -1 <= label < len(cifar.CLASS_NAMES)
 
 
 # ---- colorize.py's reading: a good file next to a bad one is still colorized --------------------------
@@ -320,7 +320,7 @@ def test_batch_files_read_correctly_or_are_one_line(payload):
     with scratch() as d, no_hang():
         (d / "data_batch_1").write_bytes(payload)
         try:
-            data = dataset.load_images(d, "1")
+            data = cifar.load_images(d, "1")
         except DataError as err:
             one_line_naming(err, d / "data_batch_1")
         else:

@@ -14,8 +14,8 @@ from core import runs
 from core import tblog
 from conftest import SAMPLE, progress, run_script as run
 from core.stopping import Stopped
-from dataset import CifarGenerator, load_images
 from inference import Colorizer
+from loaders.cifar import CifarGenerator, load_images
 from models import build_model
 from training.fit import SampleBatch
 

@@ -9,7 +9,7 @@ or above):
     4  training, evaluation, serving    above the Colorizer; independent of each other
     3  inference                        the Colorizer, full-resolution photos
     2  models                           one file per model, the registry
-    1  dataset, priors                  data readers and generator; ImageNet classifiers
+    1  loaders, priors                  data readers and generator; ImageNet classifiers
     0  core                             color spaces, run folders, grids, TensorBoard files
 """
 from __future__ import annotations
@@ -24,13 +24,13 @@ from conftest import ROOT
 
 LAYERS = {
     "core": 0,
-    "dataset": 1, "priors": 1,
+    "loaders": 1, "priors": 1,
     "models": 2,
     "inference": 3,
     "training": 4, "evaluation": 4, "serving": 4,
     "cli": 5, "benchmarks": 5,
 }
-SCRIPTS = {"train", "predict", "evaluate", "compare", "colorize", "bench", "export", "demo", "photoset", "videoset"}
+SCRIPTS = {"train", "predict", "evaluate", "compare", "colorize", "bench", "export", "demo", "dataset"}
 SCRIPT_LAYER = max(LAYERS.values()) + 1
 
 
@@ -90,10 +90,11 @@ GRAPH = {m: imports_of(m) for m in MODULES}
 
 
 def test_every_module_belongs_to_a_layer():
-    """A new top-level file or package must be placed in LAYERS or SCRIPTS (and in the README)."""
+    """A new top-level file or package must be placed in LAYERS or SCRIPTS (and in docs/layout.md)."""
     assert {unit(m) for m in MODULES} == UNITS
     top_level_files = {p.stem for p in ROOT.glob("*.py")}
-    assert top_level_files == SCRIPTS | {"dataset"}, "only scripts (and dataset.py) stay at the top"
+    assert top_level_files == SCRIPTS, "only the entry scripts stay at the top; libraries go in a package"
+    assert len(top_level_files) <= 10, f"{len(top_level_files)} scripts at the top: at most 10"
 
 
 def test_imports_point_down_the_layers():

@@ -49,12 +49,12 @@ def test_fixture_configs_are_the_old_codes():
 
 
 def test_old_run_colorizes_like_its_network(autoencoder_run):
-    import dataset
+    from loaders import cifar
     from core import colorspace
     from inference import Colorizer
 
     run_dir, model = autoencoder_run
-    images = dataset.load_images(SAMPLE / "val", image_size=8).images[:4]
+    images = cifar.load_images(SAMPLE / "val", image_size=8).images[:4]
     colorizer = Colorizer.from_run(run_dir)
     x, _ = colorspace.encode_lab(images)                              # (4, 8, 8, 1), L / 100
     expected = colorspace.decode_lab(x, np.clip(model.predict_on_batch(x), 0.0, 1.0))

@@ -5,7 +5,7 @@ import pytest
 import keras
 
 from core import ab_bins
-from dataset import CifarGenerator
+from loaders.cifar import CifarGenerator
 from models import MODEL_NAMES, REGISTRY, UnknownModelError, build_model, get_spec
 
 FIT_MODELS = [name for name in MODEL_NAMES if REGISTRY[name].trainer == "fit"]

@@ -1,4 +1,4 @@
-"""The real-photo evaluation set (evaluation/photoset.py, photoset.py), offline: no network, no apt.
+"""The real-photo evaluation set (evaluation/photoset.py, python dataset.py photos), offline: no network, no apt.
 
 The Debian side runs on a small fake unpacked package of generated images; apt-get and dpkg-deb
 are replaced by fakes (or taken off PATH) where a test needs them.
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import photoset as script
+import dataset as script   # python dataset.py photos
 from evaluation import photoset
 from evaluation.photoset import DebPhoto, Entry, PhotoSetError
 
@@ -331,7 +331,7 @@ def test_script_exit_code_and_one_line_errors(tmp_path, monkeypatch, capsys):
         return photoset.Result(entries=[_entry(file="skimage-a.png")], new=["skimage-a.png"],
                                failures=[f"{PKG}: apt-get download failed: E: no network"])
     monkeypatch.setattr(photoset, "build", fake_build)
-    assert script.main(["--out", str(tmp_path)]) == 1
+    assert script.main(["photos", "--out", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert captured.err == f"error: {PKG}: apt-get download failed: E: no network\n"
     assert "new   skimage-a.png" in captured.out and "1 photos in" in captured.out
@@ -339,5 +339,5 @@ def test_script_exit_code_and_one_line_errors(tmp_path, monkeypatch, capsys):
 
 def test_script_rejects_a_negative_max_side(capsys):
     with pytest.raises(SystemExit) as exit_:
-        script.parse_args(["--max-side", "-1"])
+        script.parse_args(["photos", "--max-side", "-1"])
     assert exit_.value.code == 2 and "--max-side" in capsys.readouterr().err

@@ -32,7 +32,7 @@ def test_shipped_run_is_small_and_self_describing():
     checkpoint = runs.current_checkpoint(SHIPPED, announce=False)   # a verified checkpoint, like any run's
     assert checkpoint.state["epoch"] == 12 and not checkpoint.legacy and (SHIPPED / "summary.txt").is_file()
     assert config["model_options"]["hint_head"] == "attention_taps" and config["init"]["train_new_only"] is True
-    assert config["flip_average"] is True                                     # its decoding default (README)
+    assert config["flip_average"] is True                                     # its decoding default (docs/photos.md)
     assert config["square_view"] is True                                      # photos: the square view too
     assert config["model_options"]["decoder_local_hints"] is False            # the points reach the head alone
 
@@ -121,6 +121,59 @@ def test_compare_scores_the_shipped_run_at_every_temperature(tmp_path, monkeypat
     assert undo[-1]["colorfulness"] < undo[0]["colorfulness"] < temps[0]["colorfulness"]   # undone: less color
 
 
+# ---- one way to find a run: every tool that takes -m asks inference.pretrained.find_run ----------------
+
+class _Asked(Exception):
+    """Raised by the stand-in find_run: the tool asked it (nothing after the lookup runs)."""
+
+
+def _tool_args(tool: str, tmp_path) -> list[str]:
+    """The tool's command line for effnet_unet, without --run-dir."""
+    if tool == "colorize":
+        photo = tmp_path / "photo.png"
+        Image.open(SAMPLE / "val" / "img-10-horse.png").save(photo)
+        return ["-m", "effnet_unet", str(photo), "--out", str(tmp_path / "out")]
+    if tool == "export":
+        return ["-m", "effnet_unet", "--format", "onnx", "--out", str(tmp_path / "x.onnx")]
+    if tool == "compare":   # every model's latest run (--models: effnet_unet's only); it takes no --run-dir
+        return ["--models", "effnet_unet", "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
+    return ["-m", "effnet_unet", "--limit", "4", "--out", str(tmp_path / "out")]   # predict, evaluate
+
+
+@pytest.mark.parametrize("tool", ["colorize", "predict", "evaluate", "export", "compare"])
+def test_every_tool_finds_its_run_through_find_run(tool, tmp_path, monkeypatch):
+    """colorize.py, predict.py, evaluate.py, export.py and compare.py (evaluate.py --compare) leave the lookup
+    (--run-dir, else the latest local run, else the shipped one) to inference.pretrained.find_run alone."""
+    import importlib
+    script = importlib.import_module(tool)
+    asked = []
+
+    def find_run(model, run_dir=None, runs_dir=None, pretrained_dir=None):
+        asked.append((model, run_dir))
+        raise _Asked
+
+    monkeypatch.setattr(pretrained, "find_run", find_run)
+    monkeypatch.setattr(runs, "latest_run", lambda *a, **k: pytest.fail("a tool looked up its run by itself"))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)   # colorize.py sets it
+    given = [] if tool == "compare" else [["--run-dir", str(tmp_path / "my-run")]]
+    for extra in [[], *given]:
+        with pytest.raises(_Asked):
+            script.main(_tool_args(tool, tmp_path) + extra)
+    assert asked == [("effnet_unet", None), *([("effnet_unet", tmp_path / "my-run")] if given else [])], asked
+
+
+def test_compare_names_the_shipped_run_it_could_not_load(tmp_path, monkeypatch, capsys):
+    """A run that does not load is skipped naming it, found as the loader found it: the shipped one here."""
+    from evaluation import report
+
+    def load_colorizer(*args, **kwargs):
+        raise ValueError("weights of\nanother shape")
+
+    monkeypatch.setattr(scoring, "load_colorizer", load_colorizer)
+    results, skipped = report.evaluate_models(["effnet_unet"], tmp_path / "runs", load=None)
+    assert not results and skipped == {"effnet_unet": f"cannot load {SHIPPED} (ValueError: weights of another shape)"}
+
+
 # ---- color hints (the shipped run is trained with them) ------------------------------------------------
 
 def test_the_shipped_run_follows_hints_on_the_sample(shipped_colorizer, sample_val):
@@ -130,7 +183,7 @@ def test_the_shipped_run_follows_hints_on_the_sample(shipped_colorizer, sample_v
     26.74; the attention head without the own-color key: 26.51; the gates: 24.47); one point 23.40 (spread
     21.67); each original as its own reference 24.73 (histogram matching: 23.73), colorfulness 33.9 where
     the originals have 37.4 (the reference's histograms matched, core.hints.match_reference). On batch 5
-    the 10-point target (>= spread + 1 dB) is met: README, Tell it the colors."""
+    the 10-point target (>= spread + 1 dB) is met: docs/photos.md, Tell it the colors."""
     from evaluation import hinted
     assert shipped_colorizer.takes_hints
     result = hinted.score_cifar(shipped_colorizer, sample_val.images, counts=(0, 1, 10), seed=0)

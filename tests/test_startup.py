@@ -50,12 +50,13 @@ class _Refuse(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 sys.meta_path.insert(0, _Refuse())
 '''.replace("{MARK}", MARK)
 
-SCRIPTS = ("train", "predict", "evaluate", "compare", "colorize", "bench", "export", "demo", "photoset", "dataset",
-           "videoset")
+SCRIPTS = ("train", "predict", "evaluate", "compare", "colorize", "bench", "export", "demo", "dataset")
 # What each script needs besides the option under test, so that argparse gets to that option.
 REQUIRED = {"train": ["-m", "unet"], "predict": ["-m", "unet"], "evaluate": ["-m", "unet"], "compare": [],
             "colorize": ["photo.jpg"], "bench": [], "export": ["-m", "unet", "--format", "onnx", "--out", "x.onnx"],
-            "demo": [], "photoset": [], "dataset": ["download"], "videoset": []}
+            "demo": [], "dataset": ["download"]}
+# dataset.py's commands, each with what it needs besides the option under test.
+DATASET_COMMANDS = {"download": [], "export": ["--data", "x", "--out", "y"], "photos": [], "clips": []}
 MISSING = "no-such-folder-for-test-startup"   # relative to the repository root, where the scripts run
 # Mistakes found in main, past argparse: one line "error: ..." on stderr, exit code 2, no framework loaded.
 USER_MISTAKES = [
@@ -83,8 +84,9 @@ USER_MISTAKES = [
 ARGPARSE_MISTAKES = [
     ("bench", ["--models", "nosuchmodel"], "invalid choice: 'nosuchmodel'"),
     ("bench", ["--sections", "nosuchsection"], "unknown nosuchsection"),
-    ("photoset", ["--max-side", "-1"], "--max-side must be 0"),
-    ("videoset", ["--size", "8x8"], "at least 16 x 16"),
+    ("dataset", ["photos", "--max-side", "-1"], "--max-side must be 0"),
+    ("dataset", ["clips", "--size", "8x8"], "at least 16 x 16"),
+    ("dataset", ["clips", "--frames", "1"], "--frames must be at least 2"),
     ("evaluate", ["--video", "clip.mp4", "--modes", "slow"], "expected frame, stable and/or photo"),
     ("evaluate", ["--video", "clip.mp4", "--compare"], "--video goes without --compare"),
     ("evaluate", ["-m", "unet", "--no-stabilize"], "--no-stabilize: only with --video"),
@@ -137,9 +139,23 @@ def assert_argparse_error(result, message: str) -> None:
     assert [line for line in lines if "error:" in line] == lines[-1:] and message in lines[-1], result.stderr
 
 
+@pytest.mark.parametrize("command", DATASET_COMMANDS)
+def test_each_dataset_command_help_imports_nothing_heavy(refusing_path, command):
+    result = run_refusing(refusing_path, HEAVY, "dataset.py", command, "--help")
+    assert MARK not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith(f"usage: dataset.py {command}") and not result.stderr
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_an_unknown_option_is_reported_before_any_framework_loads(refusing_path, script):
     result = run_refusing(refusing_path, FRAMEWORKS, f"{script}.py", *REQUIRED[script], "--no-such-option")
+    assert_argparse_error(result, "unrecognized arguments: --no-such-option")
+
+
+@pytest.mark.parametrize("command", DATASET_COMMANDS)
+def test_an_unknown_option_of_a_dataset_command_is_reported_before_any_framework_loads(refusing_path, command):
+    result = run_refusing(refusing_path, FRAMEWORKS, "dataset.py", command, *DATASET_COMMANDS[command], "--no-such-option")
     assert_argparse_error(result, "unrecognized arguments: --no-such-option")
 
 
@@ -158,7 +174,7 @@ def test_a_user_mistake_is_one_line_before_any_framework_loads(refusing_path, sc
 
 
 def test_the_light_packages_import_no_framework():
-    code = ("import sys, cli, cli.errors, cli.options, dataset, core, models, models.effnet_options, "
+    code = ("import sys, cli, cli.errors, cli.options, loaders, loaders.cifar, core, models, models.effnet_options, "
             "evaluation.metrics, training.distribute, benchmarks.settings; "
             "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -171,14 +187,14 @@ def test_what_the_scripts_name_instead_of_importing_exists():
     import keras
 
     import bench
-    import dataset
     import train
+    from loaders import cifar
     from training import session
 
     assert set(train.MIXED_PRECISION_CHOICES) == set(session.MIXED_PRECISION)
     assert all(callable(bench.section_function(name)) for name in (bench.PEAK, *bench.SECTIONS))
-    assert issubclass(dataset.CifarGenerator, keras.utils.PyDataset)
-    assert dataset.CifarGenerator.__name__ == "CifarGenerator" and dataset.CifarGenerator.__module__ == "dataset"
+    assert issubclass(cifar.CifarGenerator, keras.utils.PyDataset)
+    assert cifar.CifarGenerator.__name__ == "CifarGenerator" and cifar.CifarGenerator.__module__ == "loaders.cifar"
 
 
 def test_colorize_with_no_readable_input_stops_before_any_framework_loads(refusing_path, tmp_path):

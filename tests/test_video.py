@@ -8,12 +8,12 @@ import pytest
 
 av = pytest.importorskip("av")
 
-import dataset
 from core import hints as core_hints
 from evaluation import video as vmetrics
 from evaluation import videoset
 from inference import video
 from inference.colorizer import Colorizer
+from loaders import cifar
 
 
 class NoisyColorizer:
@@ -152,7 +152,7 @@ def test_truncated_clip_gives_one_line_and_a_playable_partial_output(tmp_path, s
     dst = tmp_path / f"out{suffix}"
     with pytest.raises(video.DamagedVideoError) as err:
         video.colorize_video(NoisyColorizer(), cut, dst)
-    assert isinstance(err.value, dataset.DataError)   # the tools print DataError as one line
+    assert isinstance(err.value, cifar.DataError)   # the tools print DataError as one line
     message = str(err.value)
     assert "\n" not in message and f"wrote the {err.value.frames_written} frames" in message
     assert 0 < err.value.frames_written < 24

@@ -10,5 +10,5 @@
   checkpoint's state says and where a resumed run continues (the exact batch).
 - ``distribute``: ``--strategy`` (tf.distribute strategies, synchronized BatchNorm, the chief).
 
-May import: ``core``, ``dataset``, ``priors``, ``models``, ``inference``.
+May import: ``core``, ``loaders``, ``priors``, ``models``, ``inference``.
 """

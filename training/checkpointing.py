@@ -8,7 +8,7 @@ state, and the state below.
 
 The state says where training stands: ``epoch`` (epochs done), ``step`` (global steps done) and
 ``batch`` (batches of the epoch in progress done). The order of every epoch's batches is a
-function of the seed and the epoch alone (dataset.epoch_order), so that position is all a resumed
+function of the seed and the epoch alone (loaders.cifar.epoch_order), so that position is all a resumed
 run needs to see exactly the batches an uninterrupted run would, and to end with the same weights.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from core.stopping import GracefulStop
 
 DEFAULT_KEEP = 2          # the current checkpoint and the one before (a fallback if the newest is damaged)
 STOP_MESSAGE = "saving a checkpoint after the current step, then stopping"
-ORDER = "dataset.epoch_order(n_images, seed, epoch)"   # recorded with each state: how batches are ordered
+ORDER = "loaders.cifar.epoch_order(n_images, seed, epoch)"   # recorded with each state: how batches are ordered
 
 
 def steps_per_epoch(config: dict, batches: int) -> int:

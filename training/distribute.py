@@ -128,7 +128,7 @@ def create_strategy(name: str, batch_size: int | None = None, seed: int | None =
     if name == "multiworker":
         config = tf_config()
         if not (config.get("cluster") and config.get("task")):
-            raise StrategyError("--strategy multiworker needs TF_CONFIG with 'cluster' and 'task' (see README, "
+            raise StrategyError("--strategy multiworker needs TF_CONFIG with 'cluster' and 'task' (see docs/speed.md, "
                                 "'Several GPUs or machines'); on one machine use --strategy mirrored")
         if seed is None:
             raise StrategyError("--strategy multiworker needs --seed N, the same on every worker, so that "

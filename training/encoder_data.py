@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from core import ab_bins, colorspace, hints, runs
-from dataset import CifarGenerator, ImageSet
 from inference.colorizer import encoder_features
+from loaders.cifar import CifarGenerator, ImageSet
 from models import build_model, effnet_unet
 
 # Options that fix the decoder's weights: an --init run must agree on them.

@@ -21,8 +21,8 @@ import numpy as np
 
 from core import checkpoints, faults, runs
 from core.grids import save_image
-from dataset import CifarGenerator
 from inference import Colorizer, data_color_space
+from loaders.cifar import CifarGenerator
 from training import checkpointing, distribute
 
 SAMPLE_TAG = "samples [gray | generated | original]"

@@ -18,8 +18,8 @@ import keras
 from core import runs
 from core.stopping import Stopped
 from core.tblog import SummaryWriter
-from dataset import CifarGenerator, ImageSet, load_data
 from inference import data_color_space
+from loaders.cifar import CifarGenerator, ImageSet, load_data
 from models import build_model, get_spec, set_jit
 from training import checkpointing, distribute, encoder_data
 
@@ -77,7 +77,7 @@ def run(args) -> Outcome:
     config["logs"] = config["logs"] and chief
     runs.save_json(run_dir / "config.json", config)
     # The initial weights (a run stopped before its first checkpoint restarts from the same ones); nothing
-    # else draws random numbers: the batch order is a function of seed and epoch (dataset.epoch_order).
+    # else draws random numbers: the batch order is a function of seed and epoch (loaders.cifar.epoch_order).
     keras.utils.set_random_seed(config["seed"])
     if config.get("deterministic"):
         _deterministic_kernels()
