@@ -28,6 +28,8 @@ import os
 
 import cli  # noqa: F401  (first: TensorFlow's environment defaults, as train.py gets them)
 
+# isort: split
+
 import argparse
 import logging
 import shlex
@@ -92,7 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from benchmarks import backends, report   # Keras: only now that the arguments are checked
+    from benchmarks import backends, report  # Keras: only now that the arguments are checked
     logging.getLogger("tensorflow").setLevel(logging.ERROR)   # tf.function retracing notes: one per new model
     settings = SMOKE if args.smoke else QUICK if args.quick else FULL
     preset_args = ["--smoke"] if args.smoke else ["--quick"] if args.quick else []

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import cli  # noqa: F401  (first: quiets TensorFlow's start-up logging)
 
+# isort: split
+
 import argparse
 import sys
 from pathlib import Path
@@ -56,7 +58,8 @@ from models import MODEL_NAMES, SHIPPED_MODEL, get_spec
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-m", "--model", default=SHIPPED_MODEL, metavar="NAME",
-                   help=f"one of: {', '.join(MODEL_NAMES)} (default: %(default)s, whose trained run ships with the code)")
+                   help=f"one of: {', '.join(MODEL_NAMES)} "
+                        "(default: %(default)s, whose trained run ships with the code)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="image and video files (mp4, mkv, webm, mov, avi, animated GIF), or folders searched "
                         "recursively for them")
@@ -69,9 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="photos: also write <stem>-compare.png: [gray input | colorized] side by side "
                         "(ignored for clips)")
     p.add_argument("--hints", type=Path, default=None, metavar="FILE",
-                   help="color hints for the (one) input: JSON with points (x, y, color, radius) and a reference image; "
-                        "for a folder, STEM.hints.json beside an image or clip applies to it; a clip's points are "
-                        "in its first frame's pixels")
+                   help="color hints for the (one) input: JSON with points (x, y, color, radius) and a reference "
+                        "image; for a folder, STEM.hints.json beside an image or clip applies to it; a clip's "
+                        "points are in its first frame's pixels")
     p.add_argument("--reference", type=Path, default=None, metavar="IMAGE",
                    help="a color image whose colors guide every input (a global hint; every frame of a clip)")
     p.add_argument("--no-stabilize", action="store_true",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
+# isort: split
+
 import argparse
 import sys
 
@@ -36,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     check_data(args.data)          # before Keras loads (seconds)
-    from evaluation import report   # the models' networks: Keras
+    from evaluation import report  # the models' networks: Keras
     doc = report.run(args.models, args.data, args.split, args.limit, args.runs_dir, args.out_dir, args.batch_size)
     print(report.summary(doc, args.runs_dir, args.out_dir))
     return 0

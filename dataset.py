@@ -3,7 +3,8 @@
     python dataset.py download [--dest data]     # official CIFAR-10 python tarball, checked
     python dataset.py export --data DIR --split train --out data/png/train
     python dataset.py photos [--out data/photos] [--max-side 0] [--keep-debs DIR]
-    python dataset.py clips [--out results/videoset] [--size 640x360] [--frames 48] [--fps 24] [--only CLIP ...] [--no-photoset]
+    python dataset.py clips [--out results/videoset] [--size 640x360] [--frames 48] [--fps 24]
+                            [--only CLIP ...] [--no-photoset]
 
 ``python dataset.py COMMAND --help`` says more. The libraries: loaders/cifar.py (CIFAR-10 batch files
 and image folders), evaluation/photoset.py (the photo set), evaluation/videoset.py (the clips). No
@@ -41,7 +42,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_photos(args: argparse.Namespace) -> int:
-    """Build the real-photo evaluation set: python dataset.py photos [--out data/photos] [--max-side 0] [--keep-debs DIR]
+    """Build the real-photo evaluation set: python dataset.py photos [--out data/photos] [--max-side 0] \
+[--keep-debs DIR]
 
 Color photographs from scikit-image's, scikit-learn's and matplotlib's sample images (offline) and
 from five Debian wallpaper packages (fetched with `apt-get download`, unpacked with `dpkg-deb -x`,
@@ -103,16 +105,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     photos = sub.add_parser("photos", help="build the real-photo evaluation set (data/photos)",
                             description=cmd_photos.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    photos.add_argument("--out", type=Path, default=photoset.DEFAULT_OUT, help="folder of the set (default: %(default)s)")
+    photos.add_argument("--out", type=Path, default=photoset.DEFAULT_OUT,
+                        help="folder of the set (default: %(default)s)")
     photos.add_argument("--max-side", type=int, default=0,
                         help="shrink photos whose longer side is above this many pixels (default: 0, the originals)")
     photos.add_argument("--keep-debs", type=Path, default=None, metavar="DIR",
-                        help="keep the downloaded .deb files in DIR, and use those already there instead of downloading")
+                        help="keep the downloaded .deb files in DIR, and use those already there "
+                             "instead of downloading")
 
     clips = sub.add_parser("clips", help="build the test clips with known camera motion (results/videoset)",
                            description=cmd_clips.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    clips.add_argument("--out", type=Path, default=videoset.DEFAULT_OUT, help="folder of the clips (default: %(default)s)")
-    clips.add_argument("--size", type=size_arg, default=videoset.SIZE, metavar="WxH", help="frame size (default: 640x360)")
+    clips.add_argument("--out", type=Path, default=videoset.DEFAULT_OUT,
+                       help="folder of the clips (default: %(default)s)")
+    clips.add_argument("--size", type=size_arg, default=videoset.SIZE, metavar="WxH",
+                       help="frame size (default: 640x360)")
     clips.add_argument("--frames", type=int, default=videoset.FRAMES, help="frames per clip (default: %(default)s)")
     clips.add_argument("--fps", type=int, default=videoset.FPS, help="frame rate (default: %(default)s)")
     clips.add_argument("--only", nargs="+", default=None, metavar="CLIP",

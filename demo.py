@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
+# isort: split
+
 import argparse
 import atexit
 import shutil
@@ -39,11 +41,13 @@ from serving.catalog import find_runs
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this computer only)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this computer only)")
     p.add_argument("--port", type=int, default=7860, help="port (default: %(default)s; 0: any free port)")
     p.add_argument("--runs-dir", type=Path, default=runs.RUNS_DIR, help="where to look for runs (default: runs/)")
     p.add_argument("--run-dir", type=Path, action="append", default=[], help="also offer this run (repeatable)")
-    p.add_argument("--max-upload-mb", type=float, default=64, help="largest upload, all images together (default: %(default)s)")
+    p.add_argument("--max-upload-mb", type=float, default=64,
+                   help="largest upload, all images together (default: %(default)s)")
     p.add_argument("--max-files", type=int, default=16, help="most images per upload (default: %(default)s)")
     p.add_argument("--max-video-frames", type=int, default=600,
                    help="longest clip, in frames: longer ones are refused (default: %(default)s)")
@@ -66,7 +70,8 @@ def main(argv=None) -> int:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     work_dir = Path(tempfile.mkdtemp(prefix="colorize-demo-"))
     atexit.register(shutil.rmtree, work_dir, True)
-    from werkzeug.serving import make_server   # the web stack (Flask), only now that the runs are found
+    from werkzeug.serving import make_server  # the web stack (Flask), only now that the runs are found
+
     from serving.webapp import create_app
     app = create_app(choices, work_dir, args.max_upload_mb, args.max_files, args.runtime, args.max_video_frames)
     server = make_server(args.host, args.port, app, threaded=True)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
+# isort: split
+
 import argparse
 import itertools
 import json
@@ -31,8 +33,16 @@ import sys
 from pathlib import Path
 
 from cli.errors import run_main
-from cli.options import (add_compare_args, add_data_args, add_decoding_args, add_model_arg, add_runtime_args, check_data,
-                         decoding, describe_runtime)
+from cli.options import (
+    add_compare_args,
+    add_data_args,
+    add_decoding_args,
+    add_model_arg,
+    add_runtime_args,
+    check_data,
+    decoding,
+    describe_runtime,
+)
 from core import runs
 from core.grids import save_image
 from evaluation import metrics
@@ -55,7 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="evaluate the latest run of every model instead (same as `python compare.py`)")
     g = p.add_argument_group("color hints (a run trained with --hints)")
     g.add_argument("--hints", type=_counts, default=None, metavar="N[,N...]",
-                   help="score with N points drawn from each original, against the spread baseline (e.g. 0,1,2,5,10,20,50)")
+                   help="score with N points drawn from each original, against the spread baseline "
+                        "(e.g. 0,1,2,5,10,20,50)")
     g.add_argument("--reference", default=None, metavar="self|FILE",
                    help="a global hint: each original's own colors (self) or one image's, against histogram matching")
     g.add_argument("--hint-seed", type=int, default=0, help="seed of the drawn points (default: %(default)s)")
@@ -65,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="--photos: shrink photos whose long side is larger to this first (default: full size)")
     g.add_argument("--work-size", type=int, default=None, metavar="N",
                    help="--photos and --video: the network's working size (long side; default: colorize.py's)")
-    g.add_argument("--plot", type=Path, default=None, metavar="PNG", help="with --hints: PSNR and colorfulness against N")
+    g.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="with --hints: PSNR and colorfulness against N")
     g.add_argument("--figure", type=Path, default=None, metavar="JPG",
                    help="with --photos and --hints N (one N above 0): also write a figure, one row per photo: the "
                         "gray input with its N points | no hints | with the points | the original")
@@ -139,7 +151,7 @@ def check_early(args) -> list[Path] | None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     photo_files = check_early(args)
-    from evaluation import report, scoring   # the models' networks (Keras): only now that the arguments are checked
+    from evaluation import report, scoring  # the models' networks (Keras): only now that the arguments are checked
     if args.compare:
         doc = report.run(args.models, args.data, args.split, args.limit, args.runs_dir, args.out_dir, args.batch_size)
         print(report.summary(doc, args.runs_dir, args.out_dir))
@@ -226,7 +238,7 @@ def _counts(text: str) -> list[int]:
 def _hinted(args, colorizer, paths: list[Path] | None) -> int:
     """evaluate.py --hints / --reference: hinted colorization against the spread and histogram baselines,
     on the photos ``paths`` (the files of --photos) or, when None, on --data."""
-    from evaluation import hinted, scoring   # hinted's baselines: scikit-image
+    from evaluation import hinted, scoring  # hinted's baselines: scikit-image
     if not colorizer.takes_hints:
         raise HintsNotSupportedError(f"{colorizer.run_dir} was not trained with hints: --hints and --reference need "
                                      "a run trained with `train.py -m effnet_unet --hints` (the shipped one)")

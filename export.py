@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
+# isort: split
+
 import argparse
 import sys
 from pathlib import Path
@@ -62,7 +64,8 @@ def main(argv=None) -> int:
 
 def run_of(spec, run_dir: Path | None) -> Path:
     """The run to export, found as every tool finds it (inference.pretrained.find_run: ``run_dir``, else the
-    latest run of the model, else the shipped one, said in one line), checked to be a run of ``spec`` from its config."""
+    latest run of the model, else the shipped one, said in one line), checked to be a run of ``spec`` from its
+    config."""
     run_dir, note = pretrained.find_run(spec.name, run_dir)
     if note:
         print(note, flush=True)

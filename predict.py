@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
+# isort: split
+
 import argparse
 import sys
 from pathlib import Path
@@ -14,7 +16,15 @@ import numpy as np
 from PIL import Image
 
 from cli.errors import run_main
-from cli.options import add_data_args, add_decoding_args, add_model_arg, add_runtime_args, check_data, decoding, describe_runtime
+from cli.options import (
+    add_data_args,
+    add_decoding_args,
+    add_model_arg,
+    add_runtime_args,
+    check_data,
+    decoding,
+    describe_runtime,
+)
 from core import runs
 from core.grids import prediction_grid, save_image
 from loaders.cifar import load_data
@@ -43,7 +53,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     get_spec(args.model)          # the mistakes that need no Keras, said before it loads (seconds)
     check_data(args.data)
-    from inference.pretrained import load_run   # the run's network (ONNX Runtime or Keras: --runtime)
+    from inference.pretrained import load_run  # the run's network (ONNX Runtime or Keras: --runtime)
     colorizer = load_run(args.model, args.run_dir, runtime=args.runtime).set_decoding(**decoding(args))
     if colorizer.note:
         print(colorizer.note)

@@ -1,4 +1,5 @@
-"""Train a colorization model: python train.py -m unet   (autoencoder | unet | fusion_label | fusion_resnet | gan | effnet_unet)
+"""Train a colorization model: python train.py -m unet   (autoencoder | unet | fusion_label | fusion_resnet | \
+gan | effnet_unet)
 
 Writes a run folder runs/<model>/<run-id>/ (config.json, checkpoints/, samples/, summary.txt) and
 TensorBoard logs to logs/<model>/<run-id>/ (view with: tensorboard --logdir logs/<model>).
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import cli  # noqa: F401  (first: TensorFlow's environment, the filter of its start-up log)
 
+# isort: split
+
 import argparse
 import sys
 from pathlib import Path
@@ -18,7 +21,7 @@ from cli.options import add_data_args, add_model_arg, check_data
 from core.stopping import signal_name
 from models import JIT_CHOICES, get_spec
 from models.effnet_options import FINE_TUNE_FROM, HEADS, HINT_HEADS, LOSSES
-from training import checkpointing, distribute   # both light; training.session (Keras) loads in main
+from training import checkpointing, distribute  # both light; training.session (Keras) loads in main
 
 # --mixed-precision's values: the keys of training.session.MIXED_PRECISION, which imports Keras
 # (tests/test_startup.py checks that they agree).
@@ -106,7 +109,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("gan")
     g.add_argument("--color-space", choices=("rgb", "lab"), default=None,
                    help="gan: rgb (the original) or lab (generator L -> ab)")
-    g.add_argument("--sample-every", type=int, default=None, help="gan: write a sample grid every N steps (default 100)")
+    g.add_argument("--sample-every", type=int, default=None,
+                   help="gan: write a sample grid every N steps (default 100)")
     args = p.parse_args(argv)
     if args.init is not None and args.resume:
         p.error("--init starts a new run from another run's weights; --resume continues a run: use one")
@@ -129,7 +133,7 @@ def check_early(args) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     check_early(args)
-    from training import session   # Keras and its backend: only now that the arguments are checked
+    from training import session  # Keras and its backend: only now that the arguments are checked
     outcome = session.run(args)
     if outcome.stopped_by is not None:
         print(f"\nstopped by {signal_name(outcome.stopped_by)}: checkpoint saved in {outcome.run_dir} "

@@ -10,9 +10,16 @@ import numpy as np
 from benchmarks.flops import forward_flops
 from benchmarks.pipeline import source_images
 from benchmarks.settings import Context, Row, log
-from benchmarks.workloads import (build, failed_row, measure_training, network_inputs, perf_row, release_models,
-                                  throughput, timed)
-
+from benchmarks.workloads import (
+    build,
+    failed_row,
+    measure_training,
+    network_inputs,
+    perf_row,
+    release_models,
+    throughput,
+    timed,
+)
 
 PRIOR_BACKBONES = (("efficientnet_lite0", False), ("inception_resnet_v2", True))   # (name, random weights)
 
@@ -25,7 +32,8 @@ def bench_peak(ctx: Context) -> list[Row]:
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
     ta, tb = keras.ops.convert_to_tensor(a), keras.ops.convert_to_tensor(b)
     candidates = {"numpy": lambda: a @ b,
-                  f"keras.ops ({keras.backend.backend()})": lambda: keras.ops.convert_to_numpy(keras.ops.matmul(ta, tb))}
+                  f"keras.ops ({keras.backend.backend()})":
+                      lambda: keras.ops.convert_to_numpy(keras.ops.matmul(ta, tb))}
     rows = []
     for label, fn in candidates.items():
         fn()   # warm-up (thread pools, kernels)
@@ -190,7 +198,8 @@ def bench_fusion_epochs(ctx: Context) -> list[Row]:
                   verbose=0, callbacks=[times])
         log(f"fusion_epochs: {name}: epoch 1 {times.seconds[0]:.1f} s, epoch 2 {times.seconds[1]:.1f} s")
         rows.append(Row("fusion_epochs", name, f"{n} images, batch {ctx.settings.default_batch}",
-                        f"epoch 2: {times.seconds[1]:.1f} s", notes=f"epoch 1 (with tracing): {times.seconds[0]:.1f} s"))
+                        f"epoch 2: {times.seconds[1]:.1f} s",
+                        notes=f"epoch 1 (with tracing): {times.seconds[0]:.1f} s"))
         release_models()
     priors._LOADED.clear()
     return rows

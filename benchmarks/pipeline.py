@@ -13,7 +13,6 @@ from PIL import Image
 from benchmarks.settings import Context, Row, log
 from benchmarks.workloads import build, release_models, timed
 
-
 SHARED_SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-subset"
 
 
@@ -83,8 +82,9 @@ def bench_data(ctx: Context) -> list[Row]:
         for impl, fn in (("original loop", original_pipeline), ("CifarGenerator", generator_pipeline)):
             log(f"data: {label}, {impl}, {s.epochs} epochs ...")
             # median of s.windows full runs (each decodes the folder again: preparation included)
-            seconds = statistics.median(timed(lambda: fn(folder, s.default_batch, size, s.epochs))
-                                        for _ in range(s.windows))
+            seconds = statistics.median(
+                timed(lambda fn=fn, folder=folder, size=size: fn(folder, s.default_batch, size, s.epochs))
+                for _ in range(s.windows))
             rates[impl] = s.epochs * n / seconds
             rows.append(Row("data", label, f"{impl}, {s.epochs} epochs, batch {s.default_batch}",
                             f"{rates[impl]:.0f} img/s", notes=f"{batches / seconds:.1f} batches/s; {seconds:.2f} s"))
@@ -131,7 +131,8 @@ def bench_colorize(ctx: Context) -> list[Row]:
         photo = folder / f"photo-{w}x{h}.jpg"
         Image.fromarray(synthetic_photo(w, h)).save(photo, quality=92)
         log(f"colorize: {w}x{h} ...")
-        times = [timed(lambda: colorize_once(colorizer, photo, ctx.tmp / "colorized")) for _ in range(s.colorize_repeats)]
+        times = [timed(lambda photo=photo: colorize_once(colorizer, photo, ctx.tmp / "colorized"))
+                 for _ in range(s.colorize_repeats)]
         seconds = statistics.median(times)
         rows.append(Row("colorize", f"{w}x{h} JPEG", "unet (random weights), colorize_files",
                         f"{seconds:.2f} s", notes=f"{w * h / 1e6 / seconds:.1f} MP/s; median of {len(times)}; "

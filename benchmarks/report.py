@@ -11,7 +11,6 @@ import numpy as np
 
 from benchmarks.settings import Row
 
-
 BUSY_LOAD = 0.5           # 1-minute load average above which the machine is flagged as busy
 
 

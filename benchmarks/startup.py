@@ -36,8 +36,9 @@ from models import SHIPPED_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("train", "predict", "evaluate", "compare", "colorize", "export", "demo", "bench", "dataset")
+# (key, command) whose --help is timed
 HELPS = tuple((script, f"{script}.py") for script in SCRIPTS) + (
-    ("dataset photos", "dataset.py photos"), ("dataset clips", "dataset.py clips"))   # (key, command) whose --help is timed
+    ("dataset photos", "dataset.py photos"), ("dataset clips", "dataset.py clips"))
 SHIPPED = PRETRAINED_DIR / SHIPPED_MODEL   # the shipped run (effnet_unet), given to every script by --run-dir
 PHOTO_ROUNDS = 5   # at least this many alternating runs of the 2 and 12 MP photos: their ratio is a target
 
@@ -105,7 +106,8 @@ def bench_startup(ctx: Context) -> list[Row]:
         log(f"startup: {item} ({setting}): {seconds:.2f} s")
         return seconds
 
-    tf = row("import tensorflow", "python -c", _best(ctx, ["-c", "import tensorflow"], n), f"best of {n}: the yardstick")
+    tf = row("import tensorflow", "python -c", _best(ctx, ["-c", "import tensorflow"], n),
+             f"best of {n}: the yardstick")
     helps = {}
     for key, command in HELPS:
         seconds = _best(ctx, [*command.split(), "--help"], n)
@@ -114,17 +116,19 @@ def bench_startup(ctx: Context) -> list[Row]:
     rgb = skimage.data.chelsea()                                   # (300, 451, 3): 0.14 megapixels
     Image.fromarray(rgb).save(photo)
     out = ["--out", str(ctx.tmp / "colorized"), "--run-dir", str(SHIPPED)]
-    first = row("colorize.py chelsea.png", "onnx, first use", _run(ctx, ["colorize.py", str(photo), *out, "--runtime", "onnx"]),
+    first = row("colorize.py chelsea.png", "onnx, first use",
+                _run(ctx, ["colorize.py", str(photo), *out, "--runtime", "onnx"]),
                 "makes the ONNX files (Keras, once per run and working size)")
     lean = row("colorize.py chelsea.png", "onnx", _best(ctx, ["colorize.py", str(photo), *out, "--runtime", "onnx"], n),
                f"best of {n}")
-    keras_ = row("colorize.py chelsea.png", "keras", _best(ctx, ["colorize.py", str(photo), *out, "--runtime", "keras"], n),
-                 f"best of {n}")
+    keras_ = row("colorize.py chelsea.png", "keras",
+                 _best(ctx, ["colorize.py", str(photo), *out, "--runtime", "keras"], n), f"best of {n}")
     bigs = {}
     for mp, (w, h) in (("2", (1732, 1155)), ("12", (4243, 2828))):   # chelsea enlarged (Lanczos), JPEG
         bigs[mp] = (ctx.tmp / f"chelsea-{mp}mp.jpg", w, h)
         Image.fromarray(rgb).resize((w, h), Image.LANCZOS).save(bigs[mp][0], quality=92)
-        _run(ctx, ["colorize.py", str(bigs[mp][0]), *out, "--runtime", "onnx"])   # its working size's file: made, not timed
+        # its working size's file: made, not timed
+        _run(ctx, ["colorize.py", str(bigs[mp][0]), *out, "--runtime", "onnx"])
     times = {mp: [] for mp in bigs}
     for _ in range(max(n, PHOTO_ROUNDS)):     # the sizes alternate, so that the machine's drift falls on both
         for mp, (big, *_size) in bigs.items():
@@ -148,7 +152,8 @@ def bench_startup(ctx: Context) -> list[Row]:
     ctx.summary += [
         f"startup: colorize.py --help {helps['colorize']:.2f} s = {helps['colorize'] / tf:.2f} x import tensorflow "
         f"({tf:.2f} s); target <= 0.1: {'PASS' if helps['colorize'] <= 0.1 * tf else 'FAIL'}",
-        f"startup: colorize.py on 0.14 MP, onnx {lean:.2f} s = {lean / tf:.2f} x import tensorflow (keras {keras_:.2f} s, "
+        f"startup: colorize.py on 0.14 MP, onnx {lean:.2f} s = {lean / tf:.2f} x import tensorflow "
+        f"(keras {keras_:.2f} s, "
         f"first use {first:.2f} s); target <= 0.5: {'PASS' if lean <= 0.5 * tf else 'FAIL'}",
         f"startup: demo page served in {demo:.2f} s; target <= 5 s: {'PASS' if demo <= 5 else 'FAIL'}",
         f"photos: colorize.py 12 MP {sizes['12']:.2f} s = {sizes['12'] / sizes['2']:.2f} x 2 MP ({sizes['2']:.2f} s), "

@@ -10,10 +10,11 @@ Every clip size runs in a fresh child process (``python -c``), which loads the r
 clip's first frame (the network's file for that working size, the gamut table: model loading and
 warm-up are not timed), times the clip in both modes, and reports its own peak resident set
 (VmHWM of ``/proc/self/status``, else ``ru_maxrss``: the whole process, Python, ONNX Runtime, the model
-and the frames; :func:`peak_rss_mb` says why not ru_maxrss first). A first child makes the lean ONNX files the clips need, so no measured child imports
-TensorFlow. Reported per clip and mode: fps (frames / wall seconds, reading to closing), CPU ms per
-frame (``time.process_time``: all threads), and ms per frame per step (``VideoStats.timings``: decode,
-lightness and downsizing, flow, network, blend, full-size color, encode).
+and the frames; :func:`peak_rss_mb` says why not ru_maxrss first). A first child makes the lean ONNX
+files the clips need, so no measured child imports TensorFlow. Reported per clip and mode: fps (frames /
+wall seconds, reading to closing), CPU ms per frame (``time.process_time``: all threads), and ms per
+frame per step (``VideoStats.timings``: decode, lightness and downsizing, flow, network, blend, full-size
+color, encode).
 
 Targets (issue 19), on the stable colors: 1080p >= 4 fps, 480p >= 15 fps, memory < 2 GB.
 """

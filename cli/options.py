@@ -65,7 +65,8 @@ def _unit_floats(text: str) -> list[float]:
 
 
 def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
-    """--temperature, --chroma-gain, --undo-rebalancing, --flip-average and --square-view (and, for evaluate.py, sweeps of the first three)."""
+    """--temperature, --chroma-gain, --undo-rebalancing, --flip-average and --square-view (and, for
+    evaluate.py, sweeps of the first three)."""
     parser.add_argument("--temperature", type=float, default=None,
                         help="annealed-mean temperature of a classification head (effnet_unet): 1 = the expected "
                              "color, lower = more colorful (default: the run's; the shipped run's 0.7)")

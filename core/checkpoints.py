@@ -29,9 +29,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from core import faults
 
@@ -228,7 +228,8 @@ def _read(path: Path) -> Checkpoint:
             raise CheckpointError(f"{file}: missing")
         size = file.stat().st_size
         if size != expected.get("size"):
-            raise CheckpointError(f"{file}: {size} bytes, the manifest says {expected.get('size')} (truncated or changed)")
+            raise CheckpointError(f"{file}: {size} bytes, the manifest says {expected.get('size')} "
+                                  "(truncated or changed)")
         if sha256(file) != expected.get("sha256"):
             raise CheckpointError(f"{file}: checksum differs from the manifest (the file is damaged)")
     state = _load_json(path / STATE)

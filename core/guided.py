@@ -1,8 +1,8 @@
 """Edge-aware upsampling of chroma, guided by the full-resolution lightness (the fast guided filter).
 
 A colorization network predicts chroma ab at a small working size (h, w); the photo is (H, W),
-up to 40 megapixels. Bilinear upsampling of ab (what ``inference/fullres.recombine`` did before it used this module) smears
-each color over a working-size cell, across the photo's edges. The guided filter (He, Sun and
+up to 40 megapixels. Bilinear upsampling of ab (what ``inference/fullres.recombine`` did before it used
+this module) smears each color over a working-size cell, across the photo's edges. The guided filter (He, Sun and
 Tang 2010, "Guided Image Filtering") models the output, in each window, as a linear function of
 the guide, q = a L + b; its fast variant (He and Sun 2015, "Fast Guided Filter") fits a and b at
 the small size, against the area-downsampled guide, upsamples the (box-averaged) coefficients

@@ -222,7 +222,7 @@ def match_reference(ab: np.ndarray, reference: np.ndarray, share: float = REFERE
     matched = np.empty_like(ab)
     ref_rank = (np.arange(len(reference)) + 0.5) / len(reference)
     for c in range(2):
-        values, inverse, counts = np.unique(ab[..., c].ravel(), return_inverse=True, return_counts=True)
+        _, inverse, counts = np.unique(ab[..., c].ravel(), return_inverse=True, return_counts=True)
         mid_rank = (np.cumsum(counts) - 0.5 * counts) / counts.sum()             # in (0, 1)
         quantiles = np.interp(mid_rank, ref_rank, np.sort(reference[:, c]))
         matched[..., c] = quantiles[inverse.ravel()].reshape(ab.shape[:-1])
@@ -264,7 +264,8 @@ def simulate_points(ab: np.ndarray, n: int, rng: np.random.Generator, max_patch:
     return points
 
 
-def training_hints(ab: np.ndarray, distributions: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def training_hints(ab: np.ndarray, distributions: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A batch's simulated hints: ab (B, S, S, 2) LAB units of the (possibly mirrored) originals,
     distributions (B, Q) their own color distributions -> (local (B, S, S, 3), global (B, Q + 1))."""
     B, H, W = ab.shape[:3]

@@ -43,7 +43,7 @@ class GracefulStop:
         self.signum: int | None = None
         self._previous: dict = {}
 
-    def __enter__(self) -> "GracefulStop":
+    def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():   # Python handles signals there only
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
         return self

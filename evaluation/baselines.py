@@ -99,7 +99,8 @@ def histogram_matched(ab: np.ndarray, reference_ab: np.ndarray) -> np.ndarray:
     ab = np.asarray(ab, dtype=np.float32)
     reference_ab = np.asarray(reference_ab, dtype=np.float32)
     if ab.ndim != 3 or ab.shape[-1] != 2 or reference_ab.ndim != 3 or reference_ab.shape[-1] != 2:
-        raise ValueError(f"ab and reference_ab must be (H, W, 2) and (h, w, 2); got {ab.shape} and {reference_ab.shape}")
+        raise ValueError(f"ab and reference_ab must be (H, W, 2) and (h, w, 2); "
+                         f"got {ab.shape} and {reference_ab.shape}")
     if ab.size == 0 or reference_ab.size == 0:
         raise ValueError("ab and reference_ab must not be empty")
     return match_histograms(ab, reference_ab, channel_axis=-1).astype(np.float32, copy=False)

@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from core import colorspace, hints as core_hints
+from core import colorspace
+from core import hints as core_hints
 from evaluation import baselines, metrics
 from inference import Colorizer, HintInputs
 from inference.fullres import fit_gamut
@@ -86,7 +87,7 @@ def score_images(colorizer: Colorizer, images, counts=HINT_COUNTS, seed: int = 0
     {"counts", "seed", "reference", "methods": {method: {N: summary}}, "gray": summary,
      "histogram_matched": summary or None, "no_hints": summary}.
     """
-    counts = sorted(set(int(n) for n in counts))
+    counts = sorted({int(n) for n in counts})
     per_n = {n: Scores() for n in counts}
     fixed = Scores()      # gray, no hints, histogram-matched
     for index, rgb in enumerate(images):
@@ -100,7 +101,8 @@ def score_images(colorizer: Colorizer, images, counts=HINT_COUNTS, seed: int = 0
         fixed.add("no_hints", plain, rgb)
         if ref_rgb is not None:
             plain_ab = colorspace.rgb_to_lab(plain)[..., 1:]
-            fixed.add("histogram_matched", _histogram_matched_rgb(L, plain_ab, colorspace.rgb_to_lab(ref_rgb)[..., 1:]), rgb)
+            fixed.add("histogram_matched",
+                      _histogram_matched_rgb(L, plain_ab, colorspace.rgb_to_lab(ref_rgb)[..., 1:]), rgb)
         for n in counts:
             points = all_points[:n]
             if n == 0 and ref_rgb is None:
@@ -118,7 +120,7 @@ def score_cifar(colorizer: Colorizer, images: np.ndarray, counts=HINT_COUNTS, se
                 batch_size: int = 256) -> dict:
     """:func:`score_images` for small images of the network's own size, batched (much faster): the
     network sees each image at its size, and its output is the colorization (no upsampling)."""
-    counts = sorted(set(int(n) for n in counts))
+    counts = sorted({int(n) for n in counts})
     x_lab = colorspace.rgb_to_lab(images)
     L, ab_true = x_lab[..., 0], x_lab[..., 1:]
     N, H, W = L.shape
@@ -145,7 +147,8 @@ def score_cifar(colorizer: Colorizer, images: np.ndarray, counts=HINT_COUNTS, se
         fixed.add("gray", gray[i], images[i])
         fixed.add("no_hints", plain[i], images[i])
         if refs is not None:
-            fixed.add("histogram_matched", _histogram_matched_rgb(L[i], colorspace.rgb_to_lab(plain[i])[..., 1:], refs[i]), images[i])
+            fixed.add("histogram_matched",
+                      _histogram_matched_rgb(L[i], colorspace.rgb_to_lab(plain[i])[..., 1:], refs[i]), images[i])
         for n in counts:
             per_n[n].add("model", outputs[n][i], images[i])
             per_n[n].add("spread", _spread_rgb(L[i], points[i][:n]) if n else gray[i], images[i])
@@ -225,7 +228,8 @@ def table(result: dict) -> str:
         s = result.get(key)
         if s:
             lines.append(f"{label}: pooled {s['psnr_pooled']:.2f} dB, per image {s['psnr']:.2f} dB, SSIM "
-                         f"{_f4(s['ssim'])}, colorfulness {s['colorfulness']:.2f} (originals {s['colorfulness_true']:.2f})")
+                         f"{_f4(s['ssim'])}, colorfulness {s['colorfulness']:.2f} "
+                         f"(originals {s['colorfulness_true']:.2f})")
     return "\n".join(lines)
 
 

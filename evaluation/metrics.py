@@ -194,8 +194,8 @@ def report(pred, true, labels=None, class_names=None) -> dict:
     """All figures of a colorization: overall, and per class where ``labels`` >= 0.
 
     pred, true: (N, H, W, 3) uint8 or float [0, 1] RGB; labels: (N,) int, -1 = unknown, or None.
-    Returns {"n_images", "psnr_color", "n_no_color", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
-    "colorfulness_true", "colorfulness_delta", "per_class": {class name: the same keys}}; classes
+    Returns {"n_images", "psnr_color", "n_no_color", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae",
+    "colorfulness", "colorfulness_true", "colorfulness_delta", "per_class": {class name: the same keys}}; classes
     without images are left out, and "per_class" is empty when no label is known.
     """
     per_image = per_image_metrics(pred, true)
@@ -203,7 +203,7 @@ def report(pred, true, labels=None, class_names=None) -> dict:
     out["per_class"] = {}
     if labels is not None:
         if class_names is None:
-            from loaders.cifar import CLASS_NAMES as class_names   # lazily: metrics alone needs no image reader
+            from loaders.cifar import CLASS_NAMES as class_names  # lazily: metrics alone needs no image reader
         labels = np.asarray(labels)
         if labels.shape != (out["n_images"],):
             raise ValueError(f"labels must have shape ({out['n_images']},), got {labels.shape}")

@@ -35,9 +35,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterable
 
 from PIL import Image
 
@@ -381,7 +381,8 @@ def write_photo(original: Path, target: Path, max_side: int = 0) -> tuple[int, i
         fmt, size = im.format, im.size
         new_size = scaled_size(size, max_side)
         tmp = target.with_name(target.name + ".tmp")
-        if fmt in ("JPEG", "PNG") and new_size == size and target.suffix.lower() == {"JPEG": ".jpg", "PNG": ".png"}[fmt]:
+        if (fmt in ("JPEG", "PNG") and new_size == size
+                and target.suffix.lower() == {"JPEG": ".jpg", "PNG": ".png"}[fmt]):
             shutil.copyfile(original, tmp)
         else:
             icc = im.info.get("icc_profile")

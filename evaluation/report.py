@@ -168,7 +168,7 @@ def curve_series(model: str, config: dict) -> list[tuple[str, list[tuple[str, li
 
 def plot_curves(model: str, panels, path: Path) -> None:
     """Write the panels of :func:`curve_series` side by side as a PNG (matplotlib, no display needed)."""
-    from matplotlib.figure import Figure   # the object API needs no pyplot state nor GUI backend
+    from matplotlib.figure import Figure  # the object API needs no pyplot state nor GUI backend
     from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(5 * len(panels), 3.5), layout="constrained")
@@ -200,7 +200,8 @@ def plot_tradeoff(doc: dict, path: Path) -> None:
     gray = doc["gray_baseline"]
     for i, (name, r) in enumerate(doc["models"].items()):
         color = f"C{i}"
-        for curve, style, key, short in (("gain", "--o", "chroma_gain", "gain"), ("temperature", "-s", "temperature", "T"),
+        for curve, style, key, short in (("gain", "--o", "chroma_gain", "gain"),
+                                         ("temperature", "-s", "temperature", "T"),
                                          ("undo", ":^", "undo_rebalancing", "T 1, undo")):
             points = [p for p in r["sweep"] if p.get("curve", "gain") == curve]
             if points:
@@ -257,7 +258,7 @@ def markdown(doc: dict, out_dir: Path) -> str:
     lines += ["", f"{metrics.PSNR_CAP_NOTE} (here: {capped}). Formulas in `evaluation/metrics.py`. The gray baseline "
               "keeps the lightness L and sets a = b = 0, i.e. does not colorize at all.", ""]
 
-    classes = [c for c in doc["gray_baseline"]["per_class"]]
+    classes = list(doc["gray_baseline"]["per_class"])
     if classes:
         lines += ["## PSNR per class (dB)", "", "| class | " + " | ".join(rows) + " |",
                   "|---|" + "---:|" * len(rows)]

@@ -27,8 +27,8 @@ with a run, each frame alone ("frame") and with stable colors ("stable"), and wr
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import cv2
 import numpy as np
@@ -88,7 +88,8 @@ def flow_mask(gray_prev: np.ndarray, gray_cur: np.ndarray) -> tuple[np.ndarray, 
 
 
 def warp_error(prev: np.ndarray, cur: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, mask: np.ndarray) -> float:
-    """Mean squared RGB difference on [0, 1] (mean over channels) of ``cur`` and ``prev`` warped onto it, over ``mask``."""
+    """Mean squared RGB difference on [0, 1] (mean over channels) of ``cur`` and ``prev`` warped onto it,
+    over ``mask``."""
     warped = cv2.remap(prev, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     d = (cur.astype(np.float32) - warped.astype(np.float32)) / np.float32(255)
     return float((d[mask] ** 2).mean()) if mask.any() else float("nan")
@@ -172,7 +173,8 @@ def summary_line(result: dict) -> str:
         return "-" if v is None else fmt.format(v)
     return (f"PSNR {f('psnr')} dB (gray {f('psnr_gray')}), SSIM {f('ssim', '{:.3f}')}, colorfulness "
             f"{f('colorfulness', '{:.1f}')} (original {f('colorfulness_true', '{:.1f}')}), excess flicker "
-            f"{f('excess_flicker', '{:.3f}')} (flicker {f('flicker', '{:.3f}')}, original {f('flicker_original', '{:.3f}')}), "
+            f"{f('excess_flicker', '{:.3f}')} (flicker {f('flicker', '{:.3f}')}, "
+            f"original {f('flicker_original', '{:.3f}')}), "
             f"warping error {f('warp_error', '{:.5f}')} (original {f('warp_error_original', '{:.5f}')})")
 
 
@@ -228,7 +230,7 @@ def evaluate_clips(colorizer, clips: list[Path], modes=("frame", "stable"), long
     from inference.video import Stabilization, read_frames
     settings = settings or Stabilization()
     doc = {"modes": list(modes), "work_size": long_side, "warping": warping,
-           "settings": {k: v for k, v in dataclasses.asdict(settings).items()}, "clips": {}}
+           "settings": dataclasses.asdict(settings), "clips": {}}
     for clip in map(Path, clips):
         json_path = meta_path(clip)
         meta = load_meta(json_path) if json_path is not None else None

@@ -1,4 +1,5 @@
-"""Test clips with known camera motion, made from real photos: python dataset.py clips (the entry script's command; into results/videoset).
+"""Test clips with known camera motion, made from real photos: python dataset.py clips (the entry script's
+command; into results/videoset).
 
 Each clip is a window (640 x 360 by default) moved over a photo, rendered frame by frame with
 OpenCV (bicubic), and saved as an mp4 (h264, crf 18, through inference.video's writer) beside a
@@ -89,7 +90,8 @@ def affine(scale: float, ox: float, oy: float) -> np.ndarray:
 
 
 def pan_transforms(photo_hw: tuple[int, int], size: tuple[int, int], frames: int, speed: float) -> list[np.ndarray]:
-    """A pan to the right at ``speed`` frame px per frame, the window as large as the photo allows, centered vertically."""
+    """A pan to the right at ``speed`` frame px per frame, the window as large as the photo allows, centered
+    vertically."""
     (ph, pw), (W, H) = photo_hw, size
     travel = speed * (frames - 1)
     scale = min(pw / (W + travel), ph / H) * 0.98
@@ -114,7 +116,8 @@ def render(photo: np.ndarray, A: np.ndarray, size: tuple[int, int]) -> np.ndarra
     return cv2.warpAffine(photo, A, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
 
 
-def clip_plan(size=SIZE, frames: int = FRAMES, photoset: Path | None = PHOTOSET) -> dict[str, list[tuple[Photo, np.ndarray]]]:
+def clip_plan(size=SIZE, frames: int = FRAMES,
+              photoset: Path | None = PHOTOSET) -> dict[str, list[tuple[Photo, np.ndarray]]]:
     """{clip name: [(photo, transform) per frame]}."""
     speed = PAN_SPEED * size[0] / 640
     coffee, astronaut = skimage_photo("coffee"), skimage_photo("astronaut")

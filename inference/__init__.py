@@ -16,7 +16,15 @@
 May import: ``core``, ``loaders``, ``priors``, ``models``.
 """
 from core.runs import RunError
-from inference.colorizer import Colorizer, DecodingError, HintInputs, HintsError, HintsNotSupportedError, MissingLabelError, data_color_space
+from inference.colorizer import (
+    Colorizer,
+    DecodingError,
+    HintInputs,
+    HintsError,
+    HintsNotSupportedError,
+    MissingLabelError,
+    data_color_space,
+)
 from inference.hintsfile import HintsFileError
 from inference.lean import LeanExportError, RuntimeChoiceError
 from loaders.cifar import DataError
@@ -24,9 +32,10 @@ from models import UnknownModelError
 from priors import PriorError
 
 # What a user can get wrong when asking for a colorization (no run, bad data, an unknown model, a
-# missing class label or classifier weights, a runtime that cannot serve): tools print these as one line instead of a traceback.
+# missing class label or classifier weights, a runtime that cannot serve): tools print these as one line
+# instead of a traceback.
 USER_ERRORS = (DataError, RunError, UnknownModelError, MissingLabelError, PriorError, DecodingError,
                HintsError, HintsFileError, RuntimeChoiceError, LeanExportError)
 
-__all__ = ["USER_ERRORS", "Colorizer", "DecodingError", "HintInputs", "HintsError", "HintsFileError", "HintsNotSupportedError",
-           "MissingLabelError", "data_color_space"]
+__all__ = ["USER_ERRORS", "Colorizer", "DecodingError", "HintInputs", "HintsError", "HintsFileError",
+           "HintsNotSupportedError", "MissingLabelError", "data_color_space"]

@@ -11,7 +11,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from core import colorspace, hints as core_hints, runs
+from core import colorspace, runs
+from core import hints as core_hints
 from core.replicas import model_replicas
 from inference import fullres, lean
 from loaders.cifar import CLASS_NAMES, one_hot
@@ -179,9 +180,10 @@ class Colorizer:
         ``points``: core.hints.Point hints in the photo's pixels (core.hints.point makes one from an
         sRGB color); ``reference``: a color image (h, w, 3) uint8 whose colors are the global hint and
         whose a, b histograms the result is moved toward when there are no points (core.hints.match_reference),
-        the same as a core.hints.Reference, or its distribution (Q,) alone (the global hint, no matching). Both need a run trained with hints. ``long_side``: the
-        working size (flexible networks; default inference.fullres.WORK_LONG_SIDE). ``label``:
-        fusion_label's class. Returns (colorized, the gray input or None) -- gray with ``with_gray``.
+        the same as a core.hints.Reference, or its distribution (Q,) alone (the global hint, no matching).
+        Both need a run trained with hints. ``long_side``: the working size (flexible networks; default
+        inference.fullres.WORK_LONG_SIDE). ``label``: fusion_label's class. Returns (colorized, the gray
+        input or None) -- gray with ``with_gray``.
         """
         rgb = np.asarray(rgb, np.uint8)
         full_hw = rgb.shape[:2]
@@ -227,7 +229,7 @@ class Colorizer:
 
     def set_decoding(self, temperature: float | None = None, chroma_gain: float | None = None,
                      flip_average: bool | None = None, undo_rebalancing: float | None = None,
-                     square_view: bool | None = None) -> "Colorizer":
+                     square_view: bool | None = None) -> Colorizer:
         """Change the temperature and the undoing of class rebalancing (classification heads only),
         the chroma gain, test-time flips and the square view of photos; None keeps the current one."""
         if flip_average is not None:
@@ -257,7 +259,7 @@ class Colorizer:
         return self
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, runtime: str | None = None) -> "Colorizer":
+    def from_run(cls, run_dir: str | Path, runtime: str | None = None) -> Colorizer:
         """Rebuild the model from config.json and load its weights; no code is deserialized.
 
         ``runtime`` (inference.lean.choose): "auto" (ONNX Runtime where it can serve: cheap to create, no
@@ -296,7 +298,7 @@ class Colorizer:
         return self.decode(self.network_output(images, labels, prior, batch_size, hints))
 
     def network_output(self, images: np.ndarray, labels=None, prior=None, batch_size: int = 64,
-                       hints: HintInputs | None = None) -> "RawOutput":
+                       hints: HintInputs | None = None) -> RawOutput:
         """The network's input and raw output (and, with flip averaging, its output on the mirror
         images): what :meth:`decode` turns into colors.
 
@@ -321,7 +323,8 @@ class Colorizer:
             return
         if not self.takes_hints:
             raise HintsNotSupportedError(f"{self.spec.name} ({self.run_dir}) was not trained with hints; "
-                                         "train one with `python train.py -m effnet_unet --hints`, or leave the hints out")
+                                         "train one with `python train.py -m effnet_unet --hints`, "
+                                         "or leave the hints out")
         if hints.local.shape != images.shape[:3] + (3,) or len(hints.reference) != len(images):
             raise ValueError(f"hints of shapes {hints.local.shape}, {hints.reference.shape} for images {images.shape}")
 
@@ -353,7 +356,7 @@ class Colorizer:
             inputs = x if prior is None else (x, np.asarray(prior, np.float32))
         return x, self._predict(inputs, batch_size)
 
-    def decode(self, raw: "RawOutput") -> np.ndarray:
+    def decode(self, raw: RawOutput) -> np.ndarray:
         """:meth:`network_output`'s result -> float32 RGB [0, 1] (N, S, S, 3), at this temperature and
         gain; the colors of the mirror images, when there, mirrored back and averaged in."""
         x = raw.x
@@ -468,7 +471,7 @@ def encoder_setup(config: dict, image_hw) -> tuple:
 def build_network(config: dict, run_dir: Path):
     """The run's Keras network (the GAN's generator), its weights loaded from run_dir."""
     if get_spec(config["model"]).trainer == "gan":
-        from models.gan import build_generator   # the discriminator is not needed to colorize
+        from models.gan import build_generator  # the discriminator is not needed to colorize
         options = config["model_options"]
         with dtype_policy(options.get("precision", "float32")):
             network = build_generator(options["image_size"], options["color_space"])

@@ -37,7 +37,8 @@ from core import colorspace, guided
 
 STRIP_PIXELS = 1 << 20      # full-size work is done in strips of about this many pixels (~12 MB float32 LAB)
 WORK_LONG_SIDE = 32         # default working size of flexible networks, the long side: measured on the photo set
-                            # (docs/photos.md, Photos at full resolution: at 32 better than 64 on pooled PSNR and SSIM, no hints)
+                            # (docs/photos.md, Photos at full resolution: at 32 better than 64 on pooled PSNR
+                            # and SSIM, no hints)
 WORK_MULTIPLE = 8           # working sides are multiples of this
 
 

@@ -21,8 +21,8 @@ them). Decoding stays the Colorizer's (numpy), so both runtimes share it exactly
 
 Which runtime (``choose``): ``--runtime`` of the tools, default the environment's COLORIZE_RUNTIME,
 else "auto": ONNX Runtime when it is installed and the model can take it (not fusion_resnet, whose
-ImageNet classifier prior runs in Keras) and Keras runs on TensorFlow (KERAS_BACKEND), else Keras. "onnx" insists (an error line when it cannot);
-"keras" never touches ONNX.
+ImageNet classifier prior runs in Keras) and Keras runs on TensorFlow (KERAS_BACKEND), else Keras.
+"onnx" insists (an error line when it cannot); "keras" never touches ONNX.
 """
 from __future__ import annotations
 
@@ -248,10 +248,12 @@ def make_onnx(model, path: Path, check_hw: tuple[int, int] = (64, 96)) -> float:
             model.export(str(tmp), format="onnx", verbose=False)
         session = _session(tmp)
         got = session.run(None, {i.name: a for i, a in zip(session.get_inputs(), inputs)})
-        diff = max(float(np.abs(np.asarray(g, np.float32) - np.asarray(w, np.float32)).max()) for g, w in zip(got, want))
+        diff = max(float(np.abs(np.asarray(g, np.float32) - np.asarray(w, np.float32)).max())
+                   for g, w in zip(got, want))
         scale = max(1.0, max(float(np.abs(np.asarray(w)).max()) for w in want))   # logits reach ~1e3 with hints
         if diff > LEAN_TOLERANCE * scale:
-            raise LeanExportError(f"{model.name}: the ONNX export differs from Keras by {diff:.3g}; use --runtime keras")
+            raise LeanExportError(f"{model.name}: the ONNX export differs from Keras by {diff:.3g}; "
+                                  "use --runtime keras")
         tmp.replace(path)
         return diff
     except LeanExportError:

@@ -30,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from core import faults
-from core.stopping import GracefulStop
 from core import hints as core_hints
+from core.stopping import GracefulStop
 from inference import hintsfile, png, video
 from inference.colorizer import Colorizer, HintsError  # noqa: F401  (HintsError: raised by the tools for photos)
 from loaders import cifar
@@ -79,7 +79,8 @@ def media_files(folder: Path) -> list[Path]:
 
 
 def output_for(source: Path, out: Path, is_clip: bool) -> Path:
-    """A photo's output is a PNG; a clip's keeps its container (inference.video.output_path): ``out`` with that suffix."""
+    """A photo's output is a PNG; a clip's keeps its container (inference.video.output_path): ``out`` with
+    that suffix."""
     return out.with_suffix(source.suffix.lower() if is_clip else ".png")
 
 
@@ -253,7 +254,8 @@ def save_png(image: np.ndarray, path: Path) -> None:
     tmp.replace(path)   # no half-written PNG if interrupted
 
 
-def process(colorizer: Colorizer, job: Job, label: int | None, compare: bool, long_side: int | None = None) -> list[Path]:
+def process(colorizer: Colorizer, job: Job, label: int | None, compare: bool,
+            long_side: int | None = None) -> list[Path]:
     """One file: decode at full size, colorize (with its hints), write; the paths written."""
     rgb = read_full(job.source)
     hints = job.hints or PhotoHints()
@@ -281,7 +283,8 @@ def process_clip(colorizer: Colorizer, job: Job, label: int | None, long_side: i
         info = video.probe(job.source)
         if info.width * info.height > MAX_PIXELS:
             raise InputError(f"{job.source}: {info.width}x{info.height} frames are "
-                             f"{info.width * info.height / 1e6:.1f} megapixels, above the limit of {MAX_PIXELS / 1e6:.0f}")
+                             f"{info.width * info.height / 1e6:.1f} megapixels, "
+                             f"above the limit of {MAX_PIXELS / 1e6:.0f}")
         hints = job.hints or PhotoHints()
         line = video.ProgressLine(job.source.name) if progress else None
 

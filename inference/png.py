@@ -15,6 +15,7 @@ files the same size within 1 %.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 import zlib
@@ -70,7 +71,7 @@ def encode_rgb(image: np.ndarray) -> bytes:
     flat = np.ascontiguousarray(image).reshape(h, w * 3)
     bands = max(1, min(WORKERS, (h * (w * 3 + 1)) // MIN_BAND_BYTES, h))
     edges = np.linspace(0, h, bands + 1).round().astype(int)
-    jobs = [(int(a), int(b), i == bands - 1) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    jobs = [(int(a), int(b), i == bands - 1) for i, (a, b) in enumerate(itertools.pairwise(edges))]
     results = [_band(flat, *jobs[0])] if bands == 1 else list(_pool().map(lambda job: _band(flat, *job), jobs))
     adler = 1
     for scanlines, _ in results:            # the zlib checksum runs over all the scanlines, in order

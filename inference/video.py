@@ -65,15 +65,16 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
 
-from core import guided, hints as core_hints
+from core import guided
+from core import hints as core_hints
 from inference import fullres
 from loaders.cifar import DataError
 
@@ -114,7 +115,7 @@ def is_video(path: Path) -> bool:
     try:
         with Image.open(path) as img:
             return getattr(img, "n_frames", 1) > 1
-    except Exception:   # unreadable: the photo path reports it in its own words
+    except Exception:   # noqa: BLE001 -- unreadable: the photo path reports it in its own words
         return False
 
 
@@ -257,7 +258,7 @@ class ClipReader:
     def close(self) -> None:
         self.container.close()
 
-    def __enter__(self) -> "ClipReader":
+    def __enter__(self) -> ClipReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -340,7 +341,8 @@ class ClipWriter:
                 try:
                     self.audio_stream = self.container.add_stream_from_template(audio)
                 except (av.FFmpegError, ValueError) as err:
-                    self.audio_note = f"the audio ({audio.codec_context.name}) cannot go into {self.suffix}: left out ({err})"
+                    self.audio_note = (f"the audio ({audio.codec_context.name}) cannot go into {self.suffix}: "
+                                       f"left out ({err})")
         self.frames = 0
         self._last_pts = -1
         self._closed = False
@@ -380,7 +382,7 @@ class ClipWriter:
         finally:
             self.container.close()
 
-    def __enter__(self) -> "ClipWriter":
+    def __enter__(self) -> ClipWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -509,7 +511,7 @@ class FrameColorizer:
         self.settings = settings
         self.index = 0
         self.cuts: list[int] = []
-        self.timings = {k: 0.0 for k in ("lightness", "flow", "network", "blend", "recombine")}
+        self.timings = dict.fromkeys(("lightness", "flow", "network", "blend", "recombine"), 0.0)
         self._prev = None      # (flow-size L, state ab) of the previous frame
         self._dis = None
 

@@ -92,7 +92,7 @@ class ImageSet:
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
-    def subset(self, n: int) -> "ImageSet":
+    def subset(self, n: int) -> ImageSet:
         return ImageSet(self.images[:n], self.labels[:n], self.names[:n], f"{self.description} (first {n})")
 
 
@@ -162,15 +162,15 @@ def _unpickle_batch(file: Path) -> dict:
         except pickle.UnpicklingError as err:
             raise DataError(f"{file}: not a CIFAR-10 batch file ({err}); re-download it "
                             "with `python dataset.py download`") from None
-        except Exception as err:   # truncated or garbled file
+        except Exception as err:   # noqa: BLE001 -- truncated or garbled file
             raise DataError(f"{file}: cannot read this CIFAR-10 batch file ({type(err).__name__}); "
                             "re-download it with `python dataset.py download`") from None
 
 
 class _CifarUnpickler(pickle.Unpickler):
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+    _ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                          ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                          ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")})
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
@@ -453,7 +453,8 @@ class _CifarBatches:
       * ``"features"`` -> ``((X, *taps), Y)``: ``prior`` is a list of per-image feature maps (N, h, w, C)
         (effnet_unet's encoder taps, stored float16, served float32). With ``flip_prior`` (the same
         maps of the mirrored images) a training generator mirrors each image with probability 1/2,
-        drawn for every epoch from the seed (:func:`epoch_mirrored`): X and Y are flipped left-right and the mirrored maps served.
+        drawn for every epoch from the seed (:func:`epoch_mirrored`): X and Y are flipped left-right and the
+        mirrored maps served.
       * ``"RGB"``    -> ``(color, gray3)``: both (B, S, S, 3) in [-1, 1] (the GAN's encoding)
       * ``"LAB_SYM"`` -> ``(ab, L)`` in [-1, 1] for the LAB GAN (ab/128, L/50 - 1)
 

@@ -33,8 +33,9 @@ decode up front (ImageNet: 1.2 million files). This module reads them batch by b
   DCT scaling, each pixel the average of a d x d block) when its crop still has twice ``size``
   pixels each way at that scale (``REDUCED_MARGIN``): 6-7x less CPU time per crop of a
   12-megapixel JPEG at 64 and 224 px (BSDS500's 481 x 321 photos: 1.2x at 64 px). A crop that
-  large has its box laid on the image's d x d blocks however the image is decoded (:meth:`CropPlan.grid`), so the reduced decode averages
-  the pixels the full one would: the crops agree to within about a level on average.
+  large has its box laid on the image's d x d blocks however the image is decoded
+  (:meth:`CropPlan.grid`), so the reduced decode averages the pixels the full one would: the crops
+  agree to within about a level on average.
 
 Errors: a folder without images, or fewer images than one batch, is a ``loaders.cifar.DataError``
 at construction. A file that cannot be read (damaged, not an image, above ``MAX_PIXELS``) is a
@@ -183,7 +184,7 @@ def _draft(img, largest: Largest) -> int:
     width, height = img.size                       # as stored; EXIF may turn it a quarter
     try:
         orientation = img.getexif().get(ExifTags.Base.Orientation, 1)   # from the header
-    except Exception:   # damaged EXIF: decode_rgb keeps the pixels as stored too
+    except Exception:   # noqa: BLE001 -- damaged EXIF: decode_rgb keeps the pixels as stored too
         orientation = 1
     accepted = largest(height, width) if orientation in _TRANSPOSING else largest(width, height)
     # The crop is laid on d x d blocks counted from the upright image's top-left corner: a side that
@@ -197,7 +198,7 @@ def _draft(img, largest: Largest) -> int:
         # Pillow picks the largest scale s of 8, 4, 2, 1 with s <= width // asked (and the same for
         # heights): asking for (width // d, height // d) gives s = d.
         chosen = img.draft("RGB", (width // factor, height // factor))
-    except Exception:   # only an optimization: the full decode gives the same crop
+    except Exception:   # noqa: BLE001 -- only an optimization: the full decode gives the same crop
         return 1
     return 1 if chosen is None else round(width / chosen[1][2])   # chosen box: the full image at 1/s
 

@@ -22,7 +22,8 @@ DEFAULTS = {
     "loss": "huber",
     "learning_rate": 1e-3,
     "decay_steps": 1000,                    # cosine decay to 0 over this many steps (train.py: the whole run)
-    "temperature": 0.6,                     # annealed-mean default (decode), chosen on batch 5 (docs/results.md); the paper: 0.38
+    "temperature": 0.6,                     # annealed-mean default (decode), chosen on batch 5 (docs/results.md);
+                                            # the paper: 0.38
     "fine_tune": None,                      # None: the encoder is frozen; "s16" / "s8": its blocks after that tap
                                             # are part of this network (ImageNet start, BatchNorm frozen) and train
     "hints": False,                         # True: two more inputs, local and global color hints (core.hints)
@@ -60,7 +61,8 @@ def options(image_size: int = 32, **given) -> dict:
         raise ValueError(f"effnet_unet: loss must be one of {', '.join(LOSSES)}, got {out['loss']!r}")
     if out["fine_tune"] is not None:
         if out["fine_tune"] not in FINE_TUNE_FROM:
-            raise ValueError(f"effnet_unet: fine_tune must be one of {', '.join(FINE_TUNE_FROM)}, got {out['fine_tune']!r}")
+            raise ValueError(f"effnet_unet: fine_tune must be one of {', '.join(FINE_TUNE_FROM)}, "
+                             f"got {out['fine_tune']!r}")
         if out["fine_tune"] not in out["taps"] or "head" in out["taps"]:
             raise ValueError(f"effnet_unet: fine-tuning from tap {out['fine_tune']} needs that tap among the taps, "
                              f"and not 'head' (taps: {', '.join(out['taps'])})")

@@ -45,12 +45,27 @@ from keras import layers, ops
 from core import ab_bins
 from core.hints import NETWORK_CHANNELS, SPREAD_FIELDS, SPREAD_L_VAR, SPREAD_SIGMA
 from models.blocks import OUTPUT_DTYPE
+
+# the Keras-free part (options, decoding), re-exported: the tools import them from either module
+from models.effnet_options import (  # noqa: F401
+    DEFAULTS,
+    ENCODER_SCALE,
+    FINE_TUNE_FROM,
+    HEADS,
+    HINTED_TEMPERATURE,
+    HUBER_DELTA,
+    LOSSES,
+    OWN_KEY_HEADS,
+    _hw,
+    decode,
+    encoder_taps,
+    options,
+    split_output,
+    working_encoder_shape,
+)
 from priors.efficientnet_lite0 import apply_blocks
 from priors.features import check_taps, tap_block, tap_shapes
-# the Keras-free part (options, decoding), re-exported: the tools import them from either module
-from models.effnet_options import (DEFAULTS, ENCODER_SCALE, FINE_TUNE_FROM, HEADS, HINTED_TEMPERATURE,  # noqa: F401
-                                   HUBER_DELTA, LOSSES, OWN_KEY_HEADS, _hw, decode, encoder_taps, options, split_output,
-                                   working_encoder_shape)
+
 
 def _trained_encoder(opts: dict, frozen: dict) -> list:
     """The encoder's blocks after the fine_tune tap, applied to it: the deeper taps, (B, E/s, E/s, C) each.
@@ -211,11 +226,12 @@ class HintAttention(layers.Layer):
     Per pixel p and hinted pixel i (the mask of the local hints), the weight is the softmax over i of
     -|p - p_i|^2 / (2 s^2) - (L(p) - L(p_i))^2 / v + q(p) . k(p_i), where q and k are learned linear maps
     of ``features`` (what a pixel looks like: learned from the decoder's, gradient stopped, so the decoder
-    stays the network's own) and L, s (times the long side) and v learned too. It starts as evaluate.py's spread baseline (s 0.19, v 200, q . k about
-    0) and learns which pixels look alike (the same object, the same material): measured, a fixed
-    propagation mixed per pixel stayed below that baseline (docs/hints.md). At most MAX_KEYS hinted
-    pixels are attended to (all of them at the training size; at a large working size, radius points
-    covering more pixels are sampled by the top-k's order). Without hints, zeros.
+    stays the network's own) and L, s (times the long side) and v learned too. It starts as evaluate.py's
+    spread baseline (s 0.19, v 200, q . k about 0) and learns which pixels look alike (the same object, the
+    same material): measured, a fixed propagation mixed per pixel stayed below that baseline
+    (docs/hints.md). At most MAX_KEYS hinted pixels are attended to (all of them at the training size; at a
+    large working size, radius points covering more pixels are sampled by the top-k's order). Without hints,
+    zeros.
 
     With ``[L, local, features, own_logit, own_ab]`` (the head "attention_own") there is one more key per
     pixel, "no point applies here": its logit ``own_logit`` (B, h, w, 1) learned per pixel, its value the
@@ -254,17 +270,20 @@ class HintAttention(layers.Layer):
         key_light = ops.matmul(pick, light)                                    # (B, k, 1)
         key_ab = ops.matmul(pick, ops.reshape(local[..., :2], (-1, n, 2)))     # (B, k, 2)
         key_on = ops.matmul(pick, mask[..., None])                             # (B, k, 1) 1: a hinted pixel
-        d2 = (np.sum(pos * pos, -1)[None, :, None] + ops.transpose(ops.sum(key_pos * key_pos, -1, keepdims=True), (0, 2, 1))
+        d2 = (np.sum(pos * pos, -1)[None, :, None]
+              + ops.transpose(ops.sum(key_pos * key_pos, -1, keepdims=True), (0, 2, 1))
               - 2.0 * ops.matmul(pos, ops.transpose(key_pos, (0, 2, 1))))    # (B, n, k) squared distances
         s = ops.exp(self.log_sigma) * max(h, w)
         logits = (-d2 / (2.0 * s * s) - (light - ops.transpose(key_light, (0, 2, 1))) ** 2 / ops.exp(self.log_l_var)
-                  + ops.matmul(ops.matmul(feats, self.query), ops.transpose(ops.matmul(ops.matmul(pick, feats), self.key), (0, 2, 1)))
+                  + ops.matmul(ops.matmul(feats, self.query),
+                               ops.transpose(ops.matmul(ops.matmul(pick, feats), self.key), (0, 2, 1)))
                   + (ops.transpose(key_on, (0, 2, 1)) - 1.0) * 1e9)            # not hinted: weight 0
         if len(inputs) == 3:
             ab = ops.matmul(ops.softmax(logits, axis=-1), key_ab)              # (B, n, 2)
             return ops.reshape(ab, (-1, h, w, 2))
         own_logit, own_ab = inputs[3:]
-        weights = ops.softmax(ops.concatenate([logits, ops.reshape(own_logit, (-1, n, 1))], -1), axis=-1)  # (B, n, k + 1)
+        weights = ops.softmax(ops.concatenate([logits, ops.reshape(own_logit, (-1, n, 1))], -1),
+                              axis=-1)  # (B, n, k + 1)
         ab = ops.matmul(weights[..., :k], key_ab) + weights[..., k:] * ops.reshape(own_ab, (-1, n, 2))
         return ops.reshape(ab, (-1, h, w, 2))
 

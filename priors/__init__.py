@@ -91,7 +91,7 @@ def _inception(weights: str | None, allow_random_weights: bool):
         return app(weights=str(weights))
     try:
         return app(weights="imagenet")   # downloaded once into ~/.keras/models by Keras
-    except Exception as err:             # offline: Keras raises URL/HTTP errors of several kinds
+    except Exception as err:   # noqa: BLE001 -- offline: Keras raises URL/HTTP errors of several kinds
         raise PriorError(
             f"cannot get the ImageNet weights of inception_resnet_v2 ({type(err).__name__}: {err}); "
             "pass --prior-weights PATH to a local inception_resnet_v2 .h5 weights file, or use "

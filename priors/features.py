@@ -23,7 +23,8 @@ import numpy as np
 
 import priors
 from core import colorspace
-from priors import PriorError   # FeatureError is one, so the tools print it as one line
+from priors import PriorError  # FeatureError is one, so the tools print it as one line
+
 _VERSION = "gray-bilinear-v1"   # bump when the input pipeline changes: invalidates caches
 
 # tap name -> (stride, channels, layer, "input"/"output" of that layer). Block outputs are taken

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["UnsafeCheckpointError", "CheckpointFormatError", "load_torch_state_dict"]
+__all__ = ["CheckpointFormatError", "UnsafeCheckpointError", "load_torch_state_dict"]
 
 # Constants of torch/serialization.py's legacy format.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C

@@ -27,7 +27,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from core import hints as core_hints, runs, tblog
+from core import hints as core_hints
+from core import runs, tblog
 from loaders.cifar import CLASS_NAMES
 
 CARD_VERSION = 1
@@ -68,8 +69,9 @@ def prior_encoding(colorizer) -> dict:
     if colorizer.spec.prior != "classifier":
         return {"range": None, "encoding": f"the model's '{colorizer.spec.prior}' prior (see Colorizer.prior)"}
     prior = colorizer.config.get("prior", {})
-    return {"range": [0.0, 1.0], "encoding": f"the 1000 ImageNet softmax outputs of {prior.get('backbone', 'the backbone')} "
-            "on the gray image (see priors/ for its preprocessing)"}
+    return {"range": [0.0, 1.0],
+            "encoding": f"the 1000 ImageNet softmax outputs of {prior.get('backbone', 'the backbone')} "
+                        "on the gray image (see priors/ for its preprocessing)"}
 
 
 def hint_encodings() -> tuple[dict, dict]:
@@ -194,7 +196,8 @@ def markdown(card: dict) -> str:
     for role, tensors in (("input", card["inputs"]), ("output", card["outputs"])):
         for t in tensors:
             value_range = "-" if t["range"] is None else f"[{t['range'][0]:g}, {t['range'][1]:g}]"
-            lines.append(f"| {role} | `{t['name']}` | {_shape(t['shape'])} | {t['dtype']} | {value_range} | {t['encoding']} |")
+            lines.append(f"| {role} | `{t['name']}` | {_shape(t['shape'])} | {t['dtype']} | {value_range} "
+                         f"| {t['encoding']} |")
     p = card["parity"]
     lines += ["", f"Size: {card['resize']}.", "",
               f"Parity: largest difference to {p['against']} {p['max_abs_diff']:.1e} on {p['batch']}.", ""]
@@ -210,7 +213,8 @@ def markdown(card: dict) -> str:
     if "progress" in m:
         lines.append(f"Training: {m['progress'].get('epoch', 0)} epoch(s), {m['progress'].get('step', 0)} step(s).")
     if m.get("training_last"):
-        lines.append("Last logged values: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(m["training_last"].items())) + ".")
+        lines.append("Last logged values: "
+                     + ", ".join(f"{k} {v:.4g}" for k, v in sorted(m["training_last"].items())) + ".")
     if "evaluation" in m:
         e = m["evaluation"]
         lines.append(f"Evaluation ({e['n_images']} images): " + ", ".join(

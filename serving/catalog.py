@@ -81,7 +81,8 @@ def choice(run_dir: Path, origin: str) -> RunChoice:
                      faithful=temperature is not None and bool(config.get("class_rebalancing")))
 
 
-def find_runs(runs_dir: Path = runs.RUNS_DIR, extra: list[Path] = (), pretrained_dir: Path | None = None) -> list[RunChoice]:
+def find_runs(runs_dir: Path = runs.RUNS_DIR, extra: list[Path] = (),
+              pretrained_dir: Path | None = None) -> list[RunChoice]:
     """Runs given with --run-dir first, then the latest run of each model, then the pretrained ones
     (those under ``pretrained_dir``, default inference.pretrained.PRETRAINED_DIR: the runs shipped with the
     repository, when it has any)."""

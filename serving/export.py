@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core import colorspace, hints as core_hints
+from core import colorspace
+from core import hints as core_hints
 from inference import Colorizer
+
 # the network in inference mode, and the converters' logs kept out of the terminal: shared with the lean path
 from inference.lean import inference_model, quiet_native_logs
 from loaders.cifar import SAMPLE_DIR, load_images
@@ -88,7 +90,8 @@ def check_ready(fmt: Format) -> None:
 
 def check_out(fmt: Format, out: Path) -> None:
     if fmt.suffix and out.suffix != fmt.suffix:
-        raise ExportError(f"{out}: a {fmt.name} artifact is one file ending in {fmt.suffix}; use --out NAME{fmt.suffix}")
+        raise ExportError(f"{out}: a {fmt.name} artifact is one file ending in {fmt.suffix}; "
+                          f"use --out NAME{fmt.suffix}")
     if not fmt.suffix and out.suffix in {f.suffix for f in FORMATS.values() if f.suffix}:
         raise ExportError(f"{out}: a SavedModel is a folder; give a folder name without {out.suffix}")
 
@@ -101,7 +104,7 @@ def exportable(colorizer: Colorizer, bake_color: bool = False):
     Keras 3.15's ONNX export refuses a model that was never called ("The model provided has never
     called"), even a built functional one, so one zero batch goes through first.
     """
-    from serving.colorgraph import bake   # Keras ops: imported when exporting, not by export.py's checks
+    from serving.colorgraph import bake  # Keras ops: imported when exporting, not by export.py's checks
     try:
         model = bake(colorizer) if bake_color else inference_model(colorizer.network)
     except ValueError as err:   # an encoding bake() does not know
@@ -158,7 +161,8 @@ def check_batch(colorizer: Colorizer, model, bake_color: bool, n: int = CHECK_IM
     return arrays
 
 
-def check_hints(images: np.ndarray, n_points: int = CHECK_POINTS, seed: int = 0, network: bool = True) -> list[np.ndarray]:
+def check_hints(images: np.ndarray, n_points: int = CHECK_POINTS, seed: int = 0,
+                network: bool = True) -> list[np.ndarray]:
     """[local (n, S, S, 6), reference (n, Q + 1)] color hints as the network takes them
     (core.hints.network_local; ``network=False``: the 3 hint channels, as Colorizer.colorize takes them) for the images
     (n, S, S, 3) uint8, made from their own colors so that every hint path of the network is exercised:
@@ -220,7 +224,8 @@ def _one_line(err: Exception) -> str:
     """
     text = str(err)
     ops = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
-    ops += sorted(set(re.findall(r"'(\w+)': \d+", text[text.find("Unsupported ops"):]))) if "Unsupported ops" in text else []
+    ops += (sorted(set(re.findall(r"'(\w+)': \d+", text[text.find("Unsupported ops"):])))
+            if "Unsupported ops" in text else [])
     if ops:
         return f"no builtin op for {', '.join(ops)} ({type(err).__name__})"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")

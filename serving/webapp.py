@@ -88,7 +88,8 @@ class Result:
     width: int
     height: int
     hints: bool = False  # its run takes color hints: the page shows the editor
-    settings: dict = field(default_factory=dict)   # the run and decoding settings it was made with (the editor sends them back)
+    # the run and decoding settings it was made with (the editor sends them back)
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -150,7 +151,8 @@ class VideoJob:
         elif self.state == "running":
             count = f"{self.done} / {self.total} frames ({100 * self.done / self.total:.0f} %)" if self.total \
                 else f"{self.done} frames"
-            status = f"colorizing: {count}" + (f", {fps:.1f} fps" if fps else ", starting (loading the model)" if not self.done else "")
+            status = f"colorizing: {count}" + (f", {fps:.1f} fps" if fps
+                                               else ", starting (loading the model)" if not self.done else "")
             if left is not None:
                 status += f", {_clock(left)} left"
         elif self.state == "done":
@@ -321,7 +323,8 @@ class Demo:
         except Exception as err:   # the traceback goes to the server's log, never to the page
             import logging
             logging.getLogger(__name__).exception("colorizing %s failed", job.name)
-            job.error = _one_line(f"the server failed to colorize the clip: {type(err).__name__}: {_rename(str(err), names)}")
+            job.error = _one_line(f"the server failed to colorize the clip: "
+                                  f"{type(err).__name__}: {_rename(str(err), names)}")
             job.state = "failed"
         finally:
             job.finished = time.time()
@@ -377,7 +380,8 @@ def parse_points(text: str, width: int, height: int) -> list:
         hintsfile.check_inside(spec, width, height)
     except hintsfile.HintsFileError as err:
         message = str(err)
-        raise ApiError(400, _one_line(message[len("points: "):] if message.startswith("points: points") else message)) from None
+        raise ApiError(400, _one_line(message[len("points: "):] if message.startswith("points: points")
+                                      else message)) from None
     return [core_hints.point(p.x, p.y, p.rgb, p.radius) for p in spec.points]
 
 
@@ -458,7 +462,8 @@ def create_app(choices: list[RunChoice], work_dir: Path, max_upload_mb: float = 
     def too_large(_err):
         if is_api():
             return api_error(413, f"the upload is larger than {max_upload_mb:g} MB; choose a smaller reference image")
-        return page(errors=[f"the upload is larger than {max_upload_mb:g} MB; send fewer or smaller images"], status=413)
+        return page(errors=[f"the upload is larger than {max_upload_mb:g} MB; send fewer or smaller images"],
+                    status=413)
 
     @app.errorhandler(ApiError)
     def api_refused(err: ApiError):

@@ -59,7 +59,8 @@ def unet_run(tmp_path_factory):
 
 
 def built_run(tmp_path_factory, model: str, color_space: str | None = None, **overrides) -> Path:
-    """A run folder of ``model`` with untrained weights, written in-process once per session (seconds, not train.py's minutes).
+    """A run folder of ``model`` with untrained weights, written in-process once per session (seconds, not
+    train.py's minutes).
 
     What train.py would leave after its first epoch: config.json (model and options, the prior of
     fusion_resnet), the weights (the GAN: its generator's), state.json. For tools whose tests need a

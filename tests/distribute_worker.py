@@ -22,9 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cli  # noqa: E402, F401  (first, as in train.py)
+
+# isort: split
+import train  # noqa: E402
 from cli.errors import run_main  # noqa: E402
 from training import distribute  # noqa: E402
-import train  # noqa: E402
 
 report: dict = {"shards": []}
 distribute.REMOVE_WORKER_DIRS = False

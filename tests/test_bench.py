@@ -59,7 +59,8 @@ def test_real_model_flops_match_the_unet_levels():
 
 
 def test_parse_cpu_model():
-    text = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n"
+    text = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n"
+            "processor\t: 1\nmodel name\t: AMD EPYC 7B13\n")
     assert report.parse_cpu_model(text) == "AMD EPYC 7B13"
     assert report.parse_cpu_model("processor : 0\n") == "unknown"
 
@@ -95,8 +96,8 @@ def test_table_format():
 def test_section_header():
     text = report.render_section(INFO, "python bench.py --quick", "quick", rows())
     assert text.startswith("## 2024-01-02 03:04:05 UTC: quick run, tensorflow backend\n")
-    for needle in ("`python bench.py --quick`", "Test CPU (avx2 fma), 2 cores (2 usable); TF_ENABLE_ONEDNN_OPTS=1", "TensorFlow 2.0, Keras 3.0, NumPy 2.0",
-                   "backend tensorflow", "random weights"):
+    for needle in ("`python bench.py --quick`", "Test CPU (avx2 fma), 2 cores (2 usable); TF_ENABLE_ONEDNN_OPTS=1",
+                   "TensorFlow 2.0, Keras 3.0, NumPy 2.0", "backend tensorflow", "random weights"):
         assert needle in text
     assert "busy" not in text and "incomplete" not in text
     busy = report.render_section({**INFO, "load": 3.0}, "c", "quick", rows(), done=False)

@@ -101,7 +101,7 @@ def test_run_folders_of_the_older_layout_read_as_a_legacy_checkpoint(tmp_path):
     found, _ = checkpoints.find(tmp_path)
     assert found.legacy and found.step == 30 and found.file("model.weights.h5") == tmp_path / "model.weights.h5"
     (tmp_path / "state.json").write_text("{broken")
-    with pytest.raises(runs.RunError, match="state.json: unreadable"):
+    with pytest.raises(runs.RunError, match=r"state\.json: unreadable"):
         runs.load_state(tmp_path)
     write(tmp_path, 31)                                                               # resumed: new layout wins
     assert runs.load_state(tmp_path)["step"] == 31
@@ -113,6 +113,7 @@ def test_run_folders_of_the_older_layout_read_as_a_legacy_checkpoint(tmp_path):
 def tiny():
     """Two tiny compiled models of different architectures (8 px autoencoder, 32 px fusion_label)."""
     import keras
+
     from models import build_model
 
     keras.utils.set_random_seed(1)
@@ -249,9 +250,9 @@ def test_only_the_known_native_lines_are_filtered_and_the_rest_survives_a_crash(
     assert not any(native_log.is_known(line) for line in OTHER_LINES)
     # A script's process: known lines dropped, others passed in order, the last words of a SIGKILLed one too.
     script = tmp_path / "probe.py"
-    script.write_text(
-        "import os, sys\nsys.path.insert(0, %r)\nimport native_log\nnative_log.install()\n"   # not cli/__init__: no TF
-        "for line in sys.argv[1:]:\n    os.write(2, (line + '\\n').encode())\nos.kill(os.getpid(), 9)\n" % str(ROOT / "cli"))
+    script.write_text(   # native_log alone, not cli/__init__: no TF
+        f"import os, sys\nsys.path.insert(0, {str(ROOT / 'cli')!r})\nimport native_log\nnative_log.install()\n"
+        "for line in sys.argv[1:]:\n    os.write(2, (line + '\\n').encode())\nos.kill(os.getpid(), 9)\n")
     result = subprocess.run([sys.executable, str(script), *KNOWN_LINES, *OTHER_LINES], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == -9 and result.stderr.splitlines() == OTHER_LINES

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 import colorize
-from inference import Colorizer, fullres, photos
-from core import colorspace
 from conftest import ROOT, SAMPLE
+from core import colorspace
+from inference import Colorizer, fullres, photos
 
 
 def lightness(rgb) -> np.ndarray:
@@ -161,7 +161,8 @@ def test_a_truncated_photo_with_a_hints_file_is_one_line_when_its_turn_comes(inp
     pixels fails: ignored); the file's error is the decoder's one line when its turn comes, not a traceback."""
     import json
     truncated = inputs / "broken" / "truncated.png"
-    (inputs / "broken" / "truncated.hints.json").write_text(json.dumps({"points": [{"x": 5, "y": 9, "color": "#ff0000"}]}))
+    (inputs / "broken" / "truncated.hints.json").write_text(
+        json.dumps({"points": [{"x": 5, "y": 9, "color": "#ff0000"}]}))
     assert photos.image_size(truncated) == (97, 203)                  # the header's; the pixels are not there
     jobs, _ = photos.collect_jobs([truncated], tmp_path / "out")
     assert photos.attach_hints(jobs) == [] and jobs[0].hints.points
@@ -226,6 +227,7 @@ def videoset_clip(folder, name="pan", size=(48, 32), frames=6):
 def truncated_clip(path, frames=24, size=(48, 32)):
     """An mp4 of noisy frames (each about as many bytes as the next) cut to half its bytes."""
     from fractions import Fraction
+
     from inference import video
     rng = np.random.default_rng(0)
     full = path.with_name("full-" + path.name)
@@ -251,8 +253,8 @@ def test_colorize_does_a_clip_and_a_photo_of_one_folder(tmp_path):
     (folder / "clips").mkdir(parents=True)
     clip = videoset_clip(folder / "clips")
     Image.open(SAMPLE / "val" / "img-10-horse.png").convert("RGB").resize((60, 40)).save(folder / "photo.png")
-    result = subprocess.run([sys.executable, "colorize.py", "--run-dir", str(SHIPPED_RUN), str(folder), "--out", str(out),
-                             "--compare"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "colorize.py", "--run-dir", str(SHIPPED_RUN), str(folder),
+                             "--out", str(out), "--compare"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "note: --compare is for photos: ignored for the 1 clip(s)" in result.stdout
     assert "colorized 2 of 2 file(s)" in result.stdout
@@ -272,7 +274,8 @@ def test_a_truncated_clip_is_one_error_line_and_the_other_input_is_still_done(tm
     bad = truncated_clip(tmp_path / "bad.mp4")
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "colorize.py", "--run-dir", str(SHIPPED_RUN), str(bad), str(good),
-                             "--out", str(out), "--no-stabilize"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                             "--out", str(out), "--no-stabilize"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith(f"error: {bad}: damaged") and "Traceback" not in result.stderr
@@ -292,7 +295,8 @@ def test_a_hint_outside_the_clips_frame_is_refused_before_any_work(tmp_path, cap
     out = tmp_path / "out"
     assert cli.run_main(colorize.main, [str(clip), "--out", str(out), "--run-dir", str(tmp_path / "no-run")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "pan.hints.json: point 0 (x 50, y 10) is outside the first frame of pan.mp4 (48 x 32 pixels)" in err
+    assert "\n" not in err and ("pan.hints.json: point 0 (x 50, y 10) is outside the first frame of pan.mp4 "
+                                "(48 x 32 pixels)") in err
     assert not out.exists()                     # refused before the run is looked for: nothing written
 
 
@@ -333,7 +337,8 @@ def test_sigterm_during_a_clip_closes_it_playable_and_says_so(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLORIZE_TEST_PAUSE": "colorize-frame@3",
            "COLORIZE_TEST_PAUSE_SECONDS": "2"}
-    proc = subprocess.Popen([sys.executable, "colorize.py", "--run-dir", str(SHIPPED_RUN), str(clip), "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "colorize.py", "--run-dir", str(SHIPPED_RUN), str(clip),
+                             "--out", str(out)],
                             cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []
     for line in proc.stdout:

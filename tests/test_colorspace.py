@@ -52,7 +52,7 @@ def test_lab_encoding_ranges_and_inverse(rgb):
     x, y = cs.encode_lab(rgb)
     assert x.shape == (16, 32, 32, 1) and y.shape == (16, 32, 32, 2)
     assert x.dtype == np.float32 and y.dtype == np.float32
-    assert 0 <= x.min() and x.max() <= 1 and 0 <= y.min() and y.max() <= 1
+    assert x.min() >= 0 and x.max() <= 1 and y.min() >= 0 and y.max() <= 1
     lab = cs.rgb_to_lab(rgb)
     np.testing.assert_allclose(x[..., 0], lab[..., 0] / 100, atol=1e-6)
     np.testing.assert_allclose(y, (lab[..., 1:] + 128) / 255, atol=1e-6)
@@ -62,7 +62,7 @@ def test_lab_encoding_ranges_and_inverse(rgb):
 def test_rgb_encoding_for_gan(rgb):
     color, gray3 = cs.encode_rgb(rgb)
     assert color.shape == gray3.shape == (16, 32, 32, 3)
-    assert -1 <= color.min() and color.max() <= 1 and -1 <= gray3.min() and gray3.max() <= 1
+    assert color.min() >= -1 and color.max() <= 1 and gray3.min() >= -1 and gray3.max() <= 1
     np.testing.assert_allclose(color, rgb / 127.5 - 1, atol=1e-6)
     assert np.array_equal(gray3[..., 0], gray3[..., 2])
     assert np.array_equal(cs.to_uint8(cs.decode_rgb(color)), rgb)
@@ -70,7 +70,7 @@ def test_rgb_encoding_for_gan(rgb):
 
 def test_symmetric_lab_encoding(rgb):
     l_sym, ab_sym = cs.encode_lab_symmetric(rgb)
-    assert -1 <= l_sym.min() and l_sym.max() <= 1 and np.abs(ab_sym).max() <= 1
+    assert l_sym.min() >= -1 and l_sym.max() <= 1 and np.abs(ab_sym).max() <= 1
     assert np.abs(cs.to_uint8(cs.decode_lab_symmetric(l_sym, ab_sym)).astype(int) - rgb).max() <= 1
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import dataset as script  # the command line: python dataset.py
+from conftest import ROOT, SAMPLE, SHARED
 from core import colorspace
-import dataset as script   # the command line: python dataset.py
 from loaders import cifar
 from loaders.cifar import CifarGenerator, DataError, load_images, parse_label
-from conftest import ROOT, SAMPLE, SHARED
 
 
 def write_batch(path, images, labels, name="data_batch_1"):
@@ -43,7 +43,7 @@ def test_unknown_class_name_is_one_warning_and_the_image_is_kept(tmp_path, capsy
     assert list(data.labels) == [3, -1]                               # kept, without a label
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "img-1-2-cat.png: unknown class name '2-cat'" in err
-    with pytest.raises(DataError, match="no class label .*img-1-2-cat"):   # only a label model minds
+    with pytest.raises(DataError, match=r"no class label .*img-1-2-cat"):   # only a label model minds
         CifarGenerator(data, color_space="fusion")
 
 
@@ -198,7 +198,7 @@ def test_rgb_batches_and_inference_names(sample_val):
     gen = CifarGenerator(sample_val, batch_size=5, color_space="RGB", shuffle=False, is_training=False)
     color, gray3, names = gen[0]
     assert color.shape == gray3.shape == (5, 32, 32, 3)
-    assert -1 <= color.min() and color.max() <= 1
+    assert color.min() >= -1 and color.max() <= 1
     assert np.array_equal(gray3[..., 0], gray3[..., 1])
     assert names == sample_val.names[:5]
 

@@ -38,16 +38,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_colorize import png_header_only
 
 from conftest import ROOT, SAMPLE, built_run
-
 from core import colorspace, runs
 from evaluation import metrics
 from inference import Colorizer, photos, video
 from serving.catalog import find_runs
 from serving.webapp import create_app
-
-from test_colorize import png_header_only
 
 
 def lightness(rgb) -> np.ndarray:
@@ -78,7 +76,7 @@ def copying_hint_run(tmp_path_factory) -> Path:
     keras.utils.set_random_seed(1)
     network = build_model("effnet_unet", **options)
     from core.hints import NETWORK_CHANNELS
-    mix = network.get_layer("out_mix")              # 3 x 3 conv + ReLU over [features, L, hint a, hint b, mask, spread...]
+    mix = network.get_layer("out_mix")     # 3 x 3 conv + ReLU over [features, L, hint a, hint b, mask, spread...]
     kernel, bias = (np.zeros_like(w) for w in mix.get_weights())
     a = kernel.shape[2] - NETWORK_CHANNELS           # the hint channels: a / 128, b / 128, mask, then the spread fields
     for f, (channel, sign) in enumerate([(a, 1), (a, -1), (a + 1, 1), (a + 1, -1)]):
@@ -94,7 +92,8 @@ def copying_hint_run(tmp_path_factory) -> Path:
     network.optimizer.build(network.trainable_variables)
     network.save_weights(runs.weights_file(run_dir, "model"))
     runs.save_json(run_dir / "state.json", {"epoch": 1, "step": 1})
-    runs.save_json(run_dir / "config.json", {"model": "effnet_unet", "model_options": options, "seed": 1, "log_dir": None})
+    runs.save_json(run_dir / "config.json",
+                   {"model": "effnet_unet", "model_options": options, "seed": 1, "log_dir": None})
     return run_dir
 
 
@@ -184,7 +183,8 @@ def test_temperature_control_for_runs_that_take_one(tmp_path_factory, tmp_path, 
     assert demo.colorizer(choices[0]).temperature == 0.5
     for bad in ("0", "-1", "hot", "11"):
         response = post(client, effnet, [("a.png", png_bytes(photo))], temperature=bad)
-        assert response.status_code == 400 and "temperature: a number above 0" in errors_of(response.get_data(as_text=True))[0]
+        assert (response.status_code == 400
+                and "temperature: a number above 0" in errors_of(response.get_data(as_text=True))[0])
     post(client, autoencoder, [("a.png", png_bytes(photo))], temperature="hot")   # ignored: it takes none
     assert getattr(demo.colorizer(choices[1]), "temperature", None) is None
     post(client, effnet, [("a.png", png_bytes(photo))], temperature="")          # empty: the run's default
@@ -300,7 +300,8 @@ def test_hint_runs_get_an_editor_that_recolorizes_with_points(hints_client, phot
     (token, w, h), = results_of(html)
     assert 'data-hints="1"' in html and 'class="reference" type="file"' in html and 'class="pick"' in html
     no_hints = post(client, keys["unet"], [("horse.png", png_bytes(photo))]).get_data(as_text=True)
-    assert len(results_of(no_hints)) == 1 and 'data-hints="1" data-token' not in no_hints and 'class="pick"' not in no_hints
+    assert (len(results_of(no_hints)) == 1 and 'data-hints="1" data-token' not in no_hints
+            and 'class="pick"' not in no_hints)
 
     before = image_at(client, f"/results/{token}/colorized.png")
     x, y = 30, 150
@@ -339,13 +340,15 @@ def test_recolorize_refuses_bad_requests_with_one_line_of_json(hints_client, pho
         (recolorize(client, token, hint_run_key, "[{"), 400, "points: not JSON"),
         (recolorize(client, token, hint_run_key, [{"x": w, "y": 0, "color": red}]), 400,
          f"is outside the image ({w} x {h} pixels)"),
-        (recolorize(client, token, hint_run_key, [{"x": 1, "y": -2, "color": red}]), 400, "points[0].y: -2 is negative"),
+        (recolorize(client, token, hint_run_key, [{"x": 1, "y": -2, "color": red}]), 400,
+         "points[0].y: -2 is negative"),
         (recolorize(client, token, hint_run_key, [{"x": 1, "y": 2, "color": "red"}]), 400,
          "points[0].color: 'red' is not a #rrggbb or #rgb color"),
         (recolorize(client, token, hint_run_key, [{"x": 1, "y": 2}]), 400, "points[0]: missing 'color'"),
         (recolorize(client, token, hint_run_key, [], reference=b"not an image"), 400, "ref.png: not an image"),
         (recolorize(client, token, hint_run_key, [], reference=png_bytes(photo)[:300]), 400, "reference ref.png: "),
-        (recolorize(client, token, keys["unet"], [{"x": 1, "y": 2, "color": red}]), 400, "was not trained with color hints"),
+        (recolorize(client, token, keys["unet"], [{"x": 1, "y": 2, "color": red}]), 400,
+         "was not trained with color hints"),
         (recolorize(client, plain, keys["unet"], [{"x": 1, "y": 2, "color": red}]), 400,
          "not made by a run that takes color hints"),
         (recolorize(client, token, hint_run_key, [], reference=os.urandom(1_200_000)), 413, "larger than 1 MB"),
@@ -380,7 +383,8 @@ def count_frames(path: Path) -> int:
 @pytest.fixture
 def clip_client(tmp_path_factory, tmp_path):
     """A page offering an untrained U-Net and fusion_label, with a limit of 30 frames per clip."""
-    choices = find_runs(tmp_path / "runs", [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "fusion_label")],
+    choices = find_runs(tmp_path / "runs",
+                        [built_run(tmp_path_factory, "unet"), built_run(tmp_path_factory, "fusion_label")],
                         pretrained_dir=tmp_path / "no-pretrained")
     (tmp_path / "work").mkdir()
     app = create_app(choices, tmp_path / "work", max_upload_mb=1, max_video_frames=30)
@@ -482,7 +486,8 @@ def test_bad_clips_are_refused_with_a_message(clip_client, tmp_path):
     Image.new("RGB", (32, 24), (10, 200, 30)).save(gif, format="GIF")
     long = write_clip(tmp_path / "long.mp4", 48, 32, frames=31).read_bytes()
     cases = [
-        (post_clip(client, keys["unet"], "notes.mp4", b"just text, not a clip"), 400, "notes.mp4: not a readable video"),
+        (post_clip(client, keys["unet"], "notes.mp4", b"just text, not a clip"), 400,
+         "notes.mp4: not a readable video"),
         (post_clip(client, keys["unet"], "notes.txt", b"just text"), 400, "notes.txt: not a clip"),
         (post_clip(client, keys["unet"], "still.gif", gif.getvalue()), 400, "still.gif: a still GIF is a photo"),
         (post_clip(client, keys["unet"], "long.mp4", long), 400, "long.mp4: 31 frames, above the limit of 30"),
@@ -500,7 +505,7 @@ def test_bad_clips_are_refused_with_a_message(clip_client, tmp_path):
     assert response.status_code == 404 and "no such clip" in response.get_json()["error"]
     response = client.get("/api/job/..%2f..%2fetc")
     assert response.status_code == 404 and response.is_json
-    assert not [p for p in demo.work_dir.iterdir()]          # every refused upload removed
+    assert not list(demo.work_dir.iterdir())          # every refused upload removed
 
     # damaged: cut before its first whole frame, then after a few (those are kept, playable)
     cut = good[: len(good) // 2]
@@ -529,7 +534,8 @@ def browser() -> tuple[str, str]:
         import selenium  # noqa: F401
     except ImportError:
         missing.append("the selenium package (pip install -r requirements-serving.txt)")
-    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+                   None)
     driver = shutil.which("chromedriver")
     if not browser or not driver:
         missing.append("a Chromium and its driver (apt-get install chromium chromium-driver)")
@@ -586,11 +592,13 @@ def test_the_page_in_a_real_browser(browser, demo_server, photo, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    files = {"horse.png": photo, "ship.jpg": Image.open(SAMPLE / "val" / "img-1-ship.png").convert("L").resize((150, 64))}
+    files = {"horse.png": photo,
+             "ship.jpg": Image.open(SAMPLE / "val" / "img-1-ship.png").convert("L").resize((150, 64))}
     for name, image in files.items():
         image.save(tmp_path / name)
     (tmp_path / "notes.png").write_text("not an image")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), np.uint8)).save(tmp_path / "noise.png")  # ~1.5 MB
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (700, 700, 3), np.uint8)).save(
+        tmp_path / "noise.png")  # ~1.5 MB
 
     driver = chromium(browser)
     try:
@@ -616,7 +624,7 @@ def test_the_page_in_a_real_browser(browser, demo_server, photo, tmp_path):
         for figure, name in zip(figures, files):
             source = Image.open(tmp_path / name).convert("RGB")   # as the browser sent it (the JPEG decoded)
             img = figure.find_element(By.CSS_SELECTOR, "img.compare")
-            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return arguments[0].complete", img))
+            WebDriverWait(driver, 60).until(lambda d, img=img: d.execute_script("return arguments[0].complete", img))
             natural = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img)
             assert natural == [2 * source.width + photos.COMPARE_GAP, source.height]   # shown at full resolution
             link = figure.find_element(By.CSS_SELECTOR, "a.download")
@@ -665,7 +673,8 @@ def test_color_hints_in_a_real_browser(browser, hints_server, photo, tmp_path):
     Image.new("RGB", (64, 48), (200, 30, 30)).save(tmp_path / "reference.png")
 
     def download(figure) -> np.ndarray:
-        with urllib.request.urlopen(figure.find_element(By.CSS_SELECTOR, "a.download").get_attribute("href"), timeout=60) as r:
+        with urllib.request.urlopen(figure.find_element(By.CSS_SELECTOR, "a.download").get_attribute("href"),
+                                    timeout=60) as r:
             return np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
 
     def colorized_again(figure, version: int) -> None:
@@ -688,9 +697,10 @@ def test_color_hints_in_a_real_browser(browser, hints_server, photo, tmp_path):
         # click the photo pixel (x, y) on the colorized half, shown scaled down
         x, y = int(source.width * 0.35), int(source.height * 0.6)
         pick = figure.find_element(By.CSS_SELECTOR, ".pick")
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", pick)   # whole: the click's origin is its center
+        # whole: the click's origin is its center
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", pick)
         box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]", pick)
-        assert box[0] < source.width - 50, box                                   # scaled: CSS pixels are not photo pixels
+        assert box[0] < source.width - 50, box                 # scaled: CSS pixels are not photo pixels
         dx, dy = round(((x + 0.5) / source.width - 0.5) * box[0]), round(((y + 0.5) / source.height - 0.5) * box[1])
         ActionChains(driver).move_to_element_with_offset(pick, dx, dy).click().perform()
         colorized_again(figure, 1)
@@ -699,7 +709,8 @@ def test_color_hints_in_a_real_browser(browser, hints_server, photo, tmp_path):
         assert abs(px - x) <= 2 and abs(py - y) <= 2, ((px, py), (x, y))          # the photo's own pixel
         picker = item.find_element(By.CSS_SELECTOR, "input.point-color")
         predicted = tuple(int(picker.get_attribute("value")[i:i + 2], 16) for i in (1, 3, 5))
-        assert np.abs(np.array(predicted) - before[py, px]).max() <= 2, (predicted, before[py, px])  # starts as predicted
+        # starts as predicted
+        assert np.abs(np.array(predicted) - before[py, px]).max() <= 2, (predicted, before[py, px])
         assert len(figure.find_elements(By.CSS_SELECTOR, ".pick .marker")) == 1
 
         # make it red, as a person choosing in the color picker
@@ -758,14 +769,17 @@ def test_a_clip_in_a_real_browser(browser, demo_server, tmp_path):
             driver.find_element(By.ID, "clip").send_keys(str(clip))
             driver.find_element(By.ID, "submit-clip").click()
             figure = WebDriverWait(driver, 60, ignored_exceptions=[StaleElementReferenceException]).until(
-                lambda d: new_job(d, before))
-            WebDriverWait(driver, 300).until(lambda d: figure.get_attribute("data-state") in ("done", "failed"))
+                lambda d, before=before: new_job(d, before))
+            WebDriverWait(driver, 300).until(
+                lambda d, figure=figure: figure.get_attribute("data-state") in ("done", "failed"))
             assert figure.get_attribute("data-state") == "done", figure.text
             assert f"{name}: done: 12 frames" in figure.find_element(By.CSS_SELECTOR, ".clip-status").text
             player = figure.find_element(By.CSS_SELECTOR, "video")
             assert player.is_displayed() and player.get_attribute("controls") is not None
-            WebDriverWait(driver, 60).until(lambda d: d.execute_script("return arguments[0].readyState >= 1", player))
-            shown = driver.execute_script("const v = arguments[0]; return [v.videoWidth, v.videoHeight, v.duration]", player)
+            WebDriverWait(driver, 60).until(
+                lambda d, player=player: d.execute_script("return arguments[0].readyState >= 1", player))
+            shown = driver.execute_script(
+                "const v = arguments[0]; return [v.videoWidth, v.videoHeight, v.duration]", player)
             assert shown[:2] == [width, height] and shown[2] > 0, shown
             played = driver.execute_async_script("""
                 const [v, done] = [arguments[0], arguments[arguments.length - 1]];

@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import distribute
-from core import checkpoints, runs, tblog
 from conftest import ROOT, SAMPLE
+from core import checkpoints, runs, tblog
+from training import distribute
 
 LOSS_RTOL = 1e-4
 TIMEOUT_S = 420            # per model, for all three processes (about 1-2 minutes on 2 busy CPU cores)
@@ -99,6 +99,7 @@ def test_distribute_imports_no_tensorflow_at_module_level():
 
 def test_strategy_on_another_backend_is_a_one_line_error(monkeypatch, capsys):
     import keras
+
     import train
     from cli.errors import run_main
 

@@ -153,7 +153,8 @@ def test_the_docs_have_links_to_check():
 
 def test_readme_is_a_front_page():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert len(text.splitlines()) <= README_MAX_LINES, f"README.md: keep it to {README_MAX_LINES} lines; move detail to docs/"
+    assert len(text.splitlines()) <= README_MAX_LINES, \
+        f"README.md: keep it to {README_MAX_LINES} lines; move detail to docs/"
     assert "docs/README.md" in [t for _, t in links(text)], "README.md must link docs/README.md, the index"
 
 
@@ -169,7 +170,8 @@ def test_the_index_links_every_docs_page():
 def test_slug_follows_githubs_rules():
     assert slug("Training: `train.py`") == "training-trainpy"
     assert slug("Tell it the colors: hints") == "tell-it-the-colors-hints"
-    assert slug("effnet_unet: an ImageNet encoder and a colorful head") == "effnet_unet-an-imagenet-encoder-and-a-colorful-head"
+    assert (slug("effnet_unet: an ImageNet encoder and a colorful head")
+            == "effnet_unet-an-imagenet-encoder-and-a-colorful-head")
     assert slug("Speed: `bench.py`, `--jit`, `--mixed-precision`") == "speed-benchpy---jit---mixed-precision"
     assert slug("A second, square view (2026-12-07)") == "a-second-square-view-2026-12-07"
     assert slug("Several GPUs or machines: `--strategy` (TensorFlow backend)") == \
@@ -178,7 +180,8 @@ def test_slug_follows_githubs_rules():
 
 
 def test_anchors_number_duplicates_and_skip_code():
-    text = "# Title\n\n## Runs\n\n```\n# not a heading\n```\n\n    # nor this\n\n## Runs\n\n### Runs\n\nSetext\n------\n"
+    text = ("# Title\n\n## Runs\n\n```\n# not a heading\n```\n\n    # nor this\n\n"
+            "## Runs\n\n### Runs\n\nSetext\n------\n")
     assert anchors(text) == {"title", "runs", "runs-1", "runs-2", "setext"}
 
 
@@ -204,4 +207,5 @@ def test_checker_finds_broken_links(tmp_path):
     assert "no heading #result in README.md" in problems[2]
     assert "no such file figure.jpg" in problems[3]
     (tmp_path / "docs" / "back.md").write_text("[up](../README.md#front) [up](../README.md#nope)\n", encoding="utf-8")
-    assert broken_links(tmp_path / "docs" / "back.md") == ["back.md:1: ../README.md#nope: no heading #nope in README.md"]
+    assert broken_links(tmp_path / "docs" / "back.md") == [
+        "back.md:1: ../README.md#nope: no heading #nope in README.md"]

@@ -133,7 +133,8 @@ def test_a_fine_tuning_network_starts_from_the_imagenet_encoder(sample_val):
     assert np.abs(s32 - expected).max() < 0.02 * np.abs(expected).max()  # float16 taps in between
     blocks = effnet_unet.encoder_layers(model)
     assert {layer.name.split("__")[0] for layer in blocks} == {f"blocks_{i}" for i in range(11, 16)}
-    assert all(layer.trainable != isinstance(layer, keras.layers.BatchNormalization) for layer in blocks if layer.weights)
+    assert all(layer.trainable != isinstance(layer, keras.layers.BatchNormalization)
+               for layer in blocks if layer.weights)
     with pytest.raises(ValueError, match="needs that tap among the taps"):
         effnet_unet.options(32, taps=("s4", "s32"), fine_tune="s16")
 
@@ -163,8 +164,8 @@ def test_fine_tuning_trains_the_encoder_blocks_from_a_frozen_run(tiny_run, tmp_p
 
 
 def test_temperature_needs_a_classification_head(unet_run, capsys):
-    from cli.errors import run_main
     import predict
+    from cli.errors import run_main
     assert run_main(predict.main, ["-m", "unet", "--run-dir", str(unet_run), "--temperature", "0.5"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--temperature applies to a classification head" in err
@@ -207,7 +208,8 @@ def test_init_refuses_another_model_or_architecture_in_one_line(tiny_run, unet_r
 def test_train_new_only_trains_the_attention_head_alone_from_a_gates_run(tmp_path_factory, tmp_path, capsys):
     """--init a run with the gates head, --train-new-only: the new run's layers that the
     gates run has keep its weights exactly (it colorizes without points as that run), the attention head
-    (train.py's default, attention_own) learns; a resume freezes the same layers (encoder_data.train_new_only, before the checkpoint is restored).
+    (train.py's default, attention_own) learns; a resume freezes the same layers (encoder_data.train_new_only,
+    before the checkpoint is restored).
     Without --init, or with nothing new, one line."""
     from conftest import built_run
     from models import build_model
@@ -230,7 +232,8 @@ def test_train_new_only_trains_the_attention_head_alone_from_a_gates_run(tmp_pat
             np.testing.assert_array_equal(a, b)
     fresh = build_model("effnet_unet", **config["model_options"])
     start = fresh.get_layer("hint_attention")
-    assert any(np.abs(a - b).max() > 1e-4 for a, b in zip(start.get_weights(), tuned.get_layer("hint_attention").get_weights()))
+    assert any(np.abs(a - b).max() > 1e-4
+               for a, b in zip(start.get_weights(), tuned.get_layer("hint_attention").get_weights()))
     from training import encoder_data
     assert sorted(encoder_data.train_new_only(fresh, gates)) == ["hint_attention", "hint_context", "hint_embed",
                                                                  "hint_own_key", "own_color"]

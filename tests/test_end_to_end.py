@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import ROOT, progress
+from conftest import run_script as run
 from core import runs, tblog
-from conftest import ROOT, progress, run_script as run
 
 
 @pytest.fixture(scope="module")

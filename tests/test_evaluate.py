@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_script as run, trained_run
+from conftest import run_script as run
+from conftest import trained_run
 
-METRIC_KEYS = {"n_images", "psnr_color", "n_no_color", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae", "colorfulness",
-               "colorfulness_true", "colorfulness_delta", "per_class"}
+METRIC_KEYS = {"n_images", "psnr_color", "n_no_color", "psnr", "psnr_pooled", "psnr_n_capped", "ssim", "mae",
+               "colorfulness", "colorfulness_true", "colorfulness_delta", "per_class"}
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +45,8 @@ def test_evaluate_writes_every_figure_and_prints_the_table(unet_run, tmp_path):
 
 
 def test_evaluate_errors_are_one_line(tmp_path, capsys):
-    from cli import errors as cli
     import evaluate
+    from cli import errors as cli
 
     assert cli.run_main(evaluate.main, ["-m", "unet", "--runs-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -140,8 +141,8 @@ def test_evaluate_video_writes_flicker_figures_for_a_videoset_clip(tmp_path):
     plain.parent.mkdir()
     plain.write_bytes(pan.read_bytes())
     out = tmp_path / "video.json"
-    result = run("evaluate.py", "--video", str(pan), str(cut), str(plain), "--run-dir", str(ROOT / "pretrained" / "effnet_unet"),
-                 "--out", str(out))
+    result = run("evaluate.py", "--video", str(pan), str(cut), str(plain),
+                 "--run-dir", str(ROOT / "pretrained" / "effnet_unet"), "--out", str(out))
     doc = json.loads(out.read_text())                           # strict JSON (no NaN)
     assert doc["model"] == "effnet_unet" and doc["modes"] == ["frame", "stable"] and doc["settings"]["carry"] == 0.9
     clips = doc["clips"]
@@ -149,7 +150,7 @@ def test_evaluate_video_writes_flicker_figures_for_a_videoset_clip(tmp_path):
     for mode in ("frame", "stable"):
         r = clips[str(pan)]["modes"][mode]
         assert r["frames"] == 6 and len(r["per_frame"]["psnr"]) == 6 and len(r["per_frame"]["flicker"]) == 5
-        assert 0 < r["flicker"] and r["excess_flicker"] == pytest.approx(r["flicker"] - r["flicker_original"])
+        assert r["flicker"] > 0 and r["excess_flicker"] == pytest.approx(r["flicker"] - r["flicker_original"])
         assert 0 < r["warp_error"] < 0.1 and 5 < r["psnr"] < 60 and r["psnr_gray"] > 5
     assert clips[str(cut)]["modes"]["stable"]["cuts"] == [3] and clips[str(cut)]["modes"]["stable"]["psnr_after_cut"]
     unknown = clips[str(plain)]["modes"]["stable"]
@@ -159,4 +160,5 @@ def test_evaluate_video_writes_flicker_figures_for_a_videoset_clip(tmp_path):
     run("evaluate.py", "--video", str(pan), "--no-stabilize", "--no-warping", "--run-dir",
         str(ROOT / "pretrained" / "effnet_unet"), "--out", str(out))
     doc = json.loads(out.read_text())
-    assert list(doc["clips"][str(pan)]["modes"]) == ["frame"] and doc["clips"][str(pan)]["modes"]["frame"]["warp_error"] is None
+    assert (list(doc["clips"][str(pan)]["modes"]) == ["frame"]
+            and doc["clips"][str(pan)]["modes"]["frame"]["warp_error"] is None)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SAMPLE, built_run
-
-from core import colorspace, hints as core_hints, runs
+from core import colorspace, runs
+from core import hints as core_hints
 from inference import Colorizer
 from inference.colorizer import HintInputs
 from loaders.cifar import load_images, one_hot
@@ -324,7 +324,8 @@ def test_missing_library_or_backend_is_one_clear_error(monkeypatch):
     import keras
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
-    with pytest.raises(export.ExportError, match="onnx export needs tf2onnx: pip install -r requirements-serving.txt"):
+    with pytest.raises(export.ExportError,
+                       match=r"onnx export needs tf2onnx: pip install -r requirements-serving\.txt"):
         export.check_ready(export.FORMATS["onnx"])
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(export.ExportError, match="export runs on the TensorFlow backend"):

@@ -87,7 +87,7 @@ def arrays(run_dir: Path) -> dict[str, np.ndarray]:
         path = found.file(name)
         if name.endswith(".h5"):
             with h5py.File(path, "r") as f:
-                f.visititems(lambda key, v: out.__setitem__(f"{name}/{key}", v[()])
+                f.visititems(lambda key, v, name=name: out.__setitem__(f"{name}/{key}", v[()])
                              if isinstance(v, h5py.Dataset) else None)
         elif name.endswith(".npz"):
             with np.load(path) as data:

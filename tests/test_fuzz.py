@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from core import checkpoints, runs
@@ -111,7 +112,7 @@ def image_files(draw):
 @FUZZ
 @given(image_files(), st.sampled_from([8, 32]))
 def test_any_image_or_damaged_image_reads_correctly_or_is_one_line(case, size):
-    fmt, mode, (w, h), ext, data, whole = case
+    fmt, mode, (_w, _h), ext, data, whole = case
     with scratch() as d, no_hang():
         path = d / f"in put é{ext}"
         path.write_bytes(data)

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import gan_loop
-from core import runs
-from core import tblog
-from conftest import SAMPLE, progress, run_script as run
+from conftest import SAMPLE, progress
+from conftest import run_script as run
+from core import runs, tblog
 from core.stopping import Stopped
 from inference import Colorizer
 from loaders.cifar import CifarGenerator, load_images
 from models import build_model
+from training import gan_loop
 from training.fit import SampleBatch
 
 BATCH = 8
@@ -111,7 +111,7 @@ def test_discriminator_is_frozen_in_the_generator_step(rgb, batch):
 
 def test_frozen_discriminator_batchnorm_runs_in_inference_mode(rgb, batch):
     """Pitfall 3: the port keeps Keras 3's behaviour (moving statistics, no update) in the G step."""
-    real, condition = batch
+    _real, condition = batch
     fake = rgb.generator.predict_on_batch(condition)
     gan_loop.set_discriminator_trainable(rgb, False)
     stats = bn_moving_stats(rgb.discriminator)

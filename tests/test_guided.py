@@ -15,7 +15,8 @@ ODD_FULL = [(1, 1), (7, 13), (1, 97)]
 
 def bilinear(src_small: np.ndarray, full_h: int, full_w: int) -> np.ndarray:
     """Plain bilinear upsampling of each plane, as inference.photos.recombine did (the thing to beat)."""
-    planes = [Image.fromarray(np.ascontiguousarray(src_small[..., c], dtype=np.float32)) for c in range(src_small.shape[2])]
+    planes = [Image.fromarray(np.ascontiguousarray(src_small[..., c], dtype=np.float32))
+              for c in range(src_small.shape[2])]
     return np.stack([np.asarray(p.resize((full_w, full_h), Image.BILINEAR)) for p in planes], axis=-1)
 
 

@@ -7,7 +7,6 @@ from conftest import built_run
 from core import colorspace, hints
 from models.effnet_options import OWN_KEY_HEADS
 
-
 # ---- encodings ---------------------------------------------------------------------------------
 
 def test_a_point_lands_on_the_working_pixel_its_photo_pixel_falls_in():
@@ -48,7 +47,8 @@ def test_match_reference_takes_the_references_quantiles_keeping_order_and_ties()
     ref = np.stack([np.linspace(-60, 60, 500), np.full(500, 20.0)], axis=1)
     full = hints.match_reference(ab, ref, share=1.0)
     assert np.allclose(full[..., 1], 20.0)                      # a constant reference channel
-    assert full[..., 0].min() >= -60 and full[..., 0].max() <= 60 and full[..., 0].std() > 30   # spread to the reference's
+    # spread to the reference's
+    assert full[..., 0].min() >= -60 and full[..., 0].max() <= 60 and full[..., 0].std() > 30
     order = np.argsort(ab[..., 0].ravel(), kind="stable")
     assert np.all(np.diff(full[..., 0].ravel()[order]) >= 0)    # monotone
     assert np.unique(full[0, :5, 0]).size == 1                  # equal values stay equal
@@ -225,8 +225,9 @@ def test_evaluate_draws_a_figure_of_the_points_it_scores(tmp_path_factory, tmp_p
     """evaluate.py --photos DIR --hints N --figure JPG: one row per photo (gray with the N points marked
     in their original colors | no hints | with the points | the original), the photos' own sizes;
     --figure without --photos or with several N is a usage error."""
-    import evaluate
     from PIL import Image
+
+    import evaluate
     from cli.errors import run_main
     from evaluation import hinted
     run_dir = built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention_own")
@@ -250,10 +251,12 @@ def test_evaluate_draws_a_figure_of_the_points_it_scores(tmp_path_factory, tmp_p
     assert (first[..., 0] - first[..., 1] > 80).sum() >= 3 * 9
     assert np.abs(figure[:40, 3 * (56 + gap):] - np.asarray(Image.open(folder / "0.png"))).mean() < 4
     assert (figure[40:40 + gap] > 240).all() and (figure[40 + gap:, 4 * 32 + 3 * gap:] > 240).all()   # white padding
-    for bad in (["--hints", "3", "--figure", str(out)], ["--photos", str(folder), "--hints", "1,3", "--figure", str(out)]):
+    for bad in (["--hints", "3", "--figure", str(out)],
+                ["--photos", str(folder), "--hints", "1,3", "--figure", str(out)]):
         with pytest.raises(SystemExit) as stopped:
             evaluate.parse_args(["-m", "effnet_unet", *bad])
-        assert stopped.value.code == 2 and "--figure goes with --photos and one --hints N above 0" in capsys.readouterr().err
+        assert (stopped.value.code == 2
+                and "--figure goes with --photos and one --hints N above 0" in capsys.readouterr().err)
 
 
 # ---- training's simulated hints --------------------------------------------------------------------
@@ -263,9 +266,10 @@ def test_hint_batches_are_a_function_of_seed_epoch_and_batch(sample_val):
     taps = [np.zeros((len(sample_val), 4, 4, 8), np.float16)]
     gen = HintGenerator(sample_val, 16, "features", shuffle=True, prior=taps, flip_prior=taps, seed=5)
     first = gen.epoch_batch(2, 1)
-    (x, _, local, glob), _ = first
+    (_x, _, local, glob), _ = first
     assert local.shape == (16, 32, 32, hints.NETWORK_CHANNELS) and glob.shape == (16, hints.n_bins() + 1)
-    again = HintGenerator(sample_val, 16, "features", shuffle=True, prior=taps, flip_prior=taps, seed=5).epoch_batch(2, 1)
+    again = HintGenerator(sample_val, 16, "features", shuffle=True, prior=taps, flip_prior=taps,
+                          seed=5).epoch_batch(2, 1)
     np.testing.assert_array_equal(again[0][2], local)
     other = gen.epoch_batch(3, 1)[0][2]
     assert not np.array_equal(other, local)

@@ -13,11 +13,20 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from inference.hintsfile import (HintsFileError, HintSpec, PointHint, check_inside, hints_file_for, load_hints,
-                                 parse_color, parse_hints)
+from inference.hintsfile import (
+    HintsFileError,
+    HintSpec,
+    PointHint,
+    check_inside,
+    hints_file_for,
+    load_hints,
+    parse_color,
+    parse_hints,
+)
 
 PROPERTY = settings(derandomize=True, max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -49,9 +49,9 @@ def test_fixture_configs_are_the_old_codes():
 
 
 def test_old_run_colorizes_like_its_network(autoencoder_run):
-    from loaders import cifar
     from core import colorspace
     from inference import Colorizer
+    from loaders import cifar
 
     run_dir, model = autoencoder_run
     images = cifar.load_images(SAMPLE / "val", image_size=8).images[:4]

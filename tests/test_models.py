@@ -1,8 +1,7 @@
 """Every registered model: builds, documented shapes, learns on a fixed batch, saves and reloads."""
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from core import ab_bins
 from loaders.cifar import CifarGenerator

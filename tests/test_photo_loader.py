@@ -85,7 +85,7 @@ def test_crop_plans_lie_in_the_ranges_and_flip_half_the_time():
     fitting = 0
     for p in plans[:300]:
         left, top, w, h = p.box(1000, 1000)
-        assert 0 <= left and left + w <= 1000 and 0 <= top and top + h <= 1000
+        assert left >= 0 and left + w <= 1000 and top >= 0 and top + h <= 1000
         assert w / h == pytest.approx(p.ratio, rel=0.01)
         if p.area * max(p.ratio, 1 / p.ratio) <= 1:
             fitting += 1
@@ -338,7 +338,7 @@ def test_lab_batches_have_the_network_shapes_and_ranges(tmp_path):
     rgb = PhotoCrops(source, 24, 4, seed=1).epoch_batch(0, 1)
     x, y = PhotoCrops(source, 24, 4, seed=1, encoding="lab").epoch_batch(0, 1)
     assert x.shape == (4, 24, 24, 1) and y.shape == (4, 24, 24, 2) and x.dtype == y.dtype == np.float32
-    assert 0 <= x.min() and x.max() <= 1 and 0 <= y.min() and y.max() <= 1
+    assert x.min() >= 0 and x.max() <= 1 and y.min() >= 0 and y.max() <= 1
     assert x.std() > 0.01 and y.std() > 0.01
     x_batch, y_batch = photos.lab_pair(rgb)   # encoded per image by the workers = the whole batch at once
     assert np.array_equal(x, x_batch) and np.array_equal(y, y_batch)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import dataset as script   # python dataset.py photos
+import dataset as script  # python dataset.py photos
 from evaluation import photoset
 from evaluation.photoset import DebPhoto, Entry, PhotoSetError
 
@@ -86,9 +86,9 @@ def _collect(root, out, selection=SELECTION, max_side=0):
 
 
 def _entry(**changes) -> Entry:
-    base = dict(file="src-a.jpg", source="src", version="1.0", path="usr/share/a.jpg", width=64, height=48,
-                description="a thing", author="Ann | Example", license="CC-BY-4.0",
-                copyright="Files: *\nCopyright: Ann\nLicense: CC-BY-4.0", sha256="00")
+    base = {"file": "src-a.jpg", "source": "src", "version": "1.0", "path": "usr/share/a.jpg", "width": 64,
+            "height": 48, "description": "a thing", "author": "Ann | Example", "license": "CC-BY-4.0",
+            "copyright": "Files: *\nCopyright: Ann\nLicense: CC-BY-4.0", "sha256": "00"}
     return Entry(**{**base, **changes})
 
 
@@ -115,7 +115,7 @@ def test_sources_markdown_lists_every_file(tmp_path):
 def test_no_manifest_and_a_damaged_one(tmp_path):
     assert photoset.read_manifest(tmp_path) == []
     (tmp_path / photoset.MANIFEST).write_text("{not json")
-    with pytest.raises(PhotoSetError, match="sources.json: not a photo set manifest"):
+    with pytest.raises(PhotoSetError, match=r"sources\.json: not a photo set manifest"):
         photoset.read_manifest(tmp_path)
 
 
@@ -302,7 +302,7 @@ def test_build_unpacks_and_then_keeps_without_downloading(tmp_path, fake_package
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     out = tmp_path / "set"
-    kwargs = dict(report=lambda line: None, run=run, library_photos=(), deb_photos=SELECTION[:2])
+    kwargs = {"report": lambda line: None, "run": run, "library_photos": (), "deb_photos": SELECTION[:2]}
     first = photoset.build(out, **kwargs)
     assert first.ok and sorted(first.new) == [f"{PKG}-lake.jpg", f"{PKG}-other.png"]
     assert [e.version for e in photoset.read_manifest(out)] == ["1.0-1", "1.0-1"]

@@ -115,9 +115,11 @@ def test_compare_scores_the_shipped_run_at_every_temperature(tmp_path, monkeypat
     assert "using the shipped run pretrained/effnet_unet" in capsys.readouterr().out
     sweep = json.loads((tmp_path / "out" / "comparison.json").read_text())["models"]["effnet_unet"]["sweep"]
     temps, undo = sweep[4:8], sweep[8:]                                      # after the 4 chroma gains
-    assert [p["temperature"] for p in temps] == [1.0, 0.6, 0.38, 0.25] and {p["curve"] for p in temps} == {"temperature"}
+    assert ([p["temperature"] for p in temps] == [1.0, 0.6, 0.38, 0.25]
+            and {p["curve"] for p in temps} == {"temperature"})
     assert temps[-1]["colorfulness"] > temps[0]["colorfulness"]              # colder, more colorful
-    assert [(p["temperature"], p["undo_rebalancing"]) for p in undo] == [(1.0, 0.25), (1.0, 0.5), (1.0, 0.75), (1.0, 1.0)]
+    assert [(p["temperature"], p["undo_rebalancing"]) for p in undo] == [(1.0, 0.25), (1.0, 0.5), (1.0, 0.75),
+                                                                         (1.0, 1.0)]
     assert undo[-1]["colorfulness"] < undo[0]["colorfulness"] < temps[0]["colorfulness"]   # undone: less color
 
 
@@ -236,9 +238,11 @@ def test_colorize_py_reads_a_hints_file_and_refuses_a_bad_one_in_one_line(tmp_pa
     Image.open(SAMPLE / "val" / "img-10-horse.png").convert("RGB").resize((96, 80)).save(photo)
     Image.open(SAMPLE / "val" / "img-1-ship.png").convert("RGB").save(tmp_path / "ref.png")
     good = tmp_path / "good.json"
-    good.write_text(json.dumps({"points": [{"x": 10, "y": 70, "color": "#ff0000", "radius": 6}], "reference": "ref.png"}))
+    good.write_text(json.dumps({"points": [{"x": 10, "y": 70, "color": "#ff0000", "radius": 6}],
+                                "reference": "ref.png"}))
     out = tmp_path / "out"
-    assert run_main(colorize.main, [str(photo), "--hints", str(good), "--run-dir", str(SHIPPED), "--out", str(out)]) == 0
+    assert run_main(colorize.main,
+                    [str(photo), "--hints", str(good), "--run-dir", str(SHIPPED), "--out", str(out)]) == 0
     hinted = np.asarray(Image.open(out / "photo.png"))
     assert run_main(colorize.main, [str(photo), "--run-dir", str(SHIPPED), "--out", str(tmp_path / "plain")]) == 0
     plain = np.asarray(Image.open(tmp_path / "plain" / "photo.png"))

@@ -106,8 +106,9 @@ def test_inception_offline_names_both_remedies(monkeypatch):
 
 
 def test_fusion_resnet_trains_and_predicts_end_to_end(tmp_path):
-    out = run_script("train.py", "-m", "fusion_resnet", "--prior", "efficientnet_lite0", "--epochs", "1", "--steps", "2",
-              "--limit", "32", "--batch-size", "16", "--run-dir", str(tmp_path / "run"), "--no-logs")
+    out = run_script("train.py", "-m", "fusion_resnet", "--prior", "efficientnet_lite0", "--epochs", "1",
+                     "--steps", "2", "--limit", "32", "--batch-size", "16", "--run-dir", str(tmp_path / "run"),
+                     "--no-logs")
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["prior"] == {"backbone": "efficientnet_lite0", "weights": None, "allow_random_weights": False}
     assert "prior:" in out.stdout

@@ -155,7 +155,8 @@ def test_an_unknown_option_is_reported_before_any_framework_loads(refusing_path,
 
 @pytest.mark.parametrize("command", DATASET_COMMANDS)
 def test_an_unknown_option_of_a_dataset_command_is_reported_before_any_framework_loads(refusing_path, command):
-    result = run_refusing(refusing_path, FRAMEWORKS, "dataset.py", command, *DATASET_COMMANDS[command], "--no-such-option")
+    result = run_refusing(refusing_path, FRAMEWORKS, "dataset.py", command, *DATASET_COMMANDS[command],
+                          "--no-such-option")
     assert_argparse_error(result, "unrecognized arguments: --no-such-option")
 
 
@@ -199,7 +200,8 @@ def test_what_the_scripts_name_instead_of_importing_exists():
 
 def test_colorize_with_no_readable_input_stops_before_any_framework_loads(refusing_path, tmp_path):
     """Only missing files: each one error line, exit 1, and no model loaded for nothing."""
-    result = run_refusing(refusing_path, FRAMEWORKS, "colorize.py", str(tmp_path / "missing.jpg"), "--out", str(tmp_path))
+    result = run_refusing(refusing_path, FRAMEWORKS, "colorize.py", str(tmp_path / "missing.jpg"),
+                          "--out", str(tmp_path))
     assert MARK not in result.stderr, result.stderr
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] and "missing.jpg" in result.stderr

@@ -12,6 +12,7 @@ import pickle
 import struct
 import subprocess
 import zipfile
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -22,7 +23,6 @@ from priors.torch_checkpoint import (
     UnsafeCheckpointError,
     load_torch_state_dict,
 )
-
 
 # --- writing torch-style checkpoints without torch ---------------------------------------
 
@@ -61,7 +61,7 @@ class _TorchStylePickler(pickle._Pickler):
     """Writes _Global stubs as GLOBAL opcodes (the C pickler would try to import torch)
     and storages as persistent ids, the way torch.save does."""
 
-    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
 
     def __init__(self, file, legacy):
         super().__init__(file, protocol=2)

@@ -1,4 +1,5 @@
-"""inference.video (clips in, clips out, stable colors), evaluation.video (flicker), evaluation.videoset (test clips)."""
+"""inference.video (clips in, clips out, stable colors), evaluation.video (flicker), evaluation.videoset
+(test clips)."""
 import hashlib
 import json
 from fractions import Fraction
@@ -237,7 +238,7 @@ def test_stabilization_lowers_known_motion_flicker():
 
 
 def test_points_are_carried_along_the_motion_and_dropped_at_a_cut():
-    frames, affines = pan_frames(96, 64, n=5, speed=4)
+    frames, _affines = pan_frames(96, 64, n=5, speed=4)
     fake = NoisyColorizer()
     start = core_hints.point(60, 30, (200, 40, 40))
     fc = video.FrameColorizer(fake, points=[start])
@@ -367,7 +368,8 @@ def test_bench_video_section_runs_with_the_smoke_settings(tmp_path):
     assert [(r.item.split(":")[0], r.setting.split(",")[0]) for r in rows] == [
         ("480p", "stable"), ("480p", "frame"), ("1080p", "stable"), ("1080p", "frame")]
     assert all(r.result.endswith(" fps") and float(r.result.split()[0]) > 0 and "peak RSS" in r.notes for r in rows)
-    assert [line.split(":")[0] for line in ctx.summary] == ["video 480p (96x54)", "video 1080p (128x72)", "video memory"]
+    assert [line.split(":")[0] for line in ctx.summary] == ["video 480p (96x54)", "video 1080p (128x72)",
+                                                            "video memory"]
     assert all(line.endswith(("PASS", "FAIL")) for line in ctx.summary)
     assert ctx.summary[-1].endswith("PASS")      # the child's own peak (not the test process's, inherited)
     w, h, n = SMOKE.video_clips[0][1:]

@@ -13,8 +13,8 @@ run needs to see exactly the batches an uninterrupted run would, and to end with
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from core import checkpoints
 from core.stopping import GracefulStop

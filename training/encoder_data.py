@@ -162,7 +162,7 @@ def rebalancing(train: ImageSet) -> dict:
     ab = y * np.float32(255) - np.float32(128)                       # (N, S, S, 2) ab units
     bins = ab_bins.gamut_bins()
     p = ab_bins.empirical_distribution(ab, bins)
-    return {"lambda": ab_bins.LAMBDA, "sigma": ab_bins.SIGMA, "n_bins": int(len(bins)),
+    return {"lambda": ab_bins.LAMBDA, "sigma": ab_bins.SIGMA, "n_bins": len(bins),
             "weights": [round(float(w), 6) for w in ab_bins.rebalancing_weights(p, bins)]}
 
 

@@ -30,7 +30,7 @@ class SampleBatch:
         self.images, self.labels, self.prior = images, labels, prior
 
     @classmethod
-    def take(cls, data, prior, n: int = 8) -> "SampleBatch":
+    def take(cls, data, prior, n: int = 8) -> SampleBatch:
         """The first n images; ``prior`` is an (N, D) array, a list of per-image arrays (effnet_unet's taps) or None."""
         n = min(n, len(data))
         if isinstance(prior, (list, tuple)):
@@ -146,7 +146,8 @@ def fit(model, config: dict, run_dir: Path, train_gen, val_gen, samples: SampleB
         saver.before_save = lambda: counter.model
         end = EpochEnd(config, run_dir, writer, samples, saver, stop, counter)
         end.epochs_done = epoch
-        options = dict(validation_data=val_gen, callbacks=[counter, end], verbose=progress_verbosity(), shuffle=False)
+        options = {"validation_data": val_gen, "callbacks": [counter, end], "verbose": progress_verbosity(),
+                   "shuffle": False}
         if batch and epoch < config["epochs"]:   # resumed inside an epoch: first the rest of it
             print(f"continuing epoch {epoch + 1} at batch {batch + 1} of {steps}")
             model.fit(StepStream(train_gen, steps, step), initial_epoch=epoch, epochs=epoch + 1,
