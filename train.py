@@ -19,9 +19,10 @@ from pathlib import Path
 from cli.errors import run_main
 from cli.options import add_data_args, add_model_arg, check_data
 from core.stopping import signal_name
+from loaders.photos import DEFAULT_SCALE
 from models import JIT_CHOICES, get_spec
 from models.effnet_options import FINE_TUNE_FROM, HEADS, HINT_HEADS, LOSSES
-from training import checkpointing, distribute  # both light; training.session (Keras) loads in main
+from training import checkpointing, distribute, photo_data  # light; training.session (Keras) loads in main
 
 # --mixed-precision's values: the keys of training.session.MIXED_PRECISION, which imports Keras
 # (tests/test_startup.py checks that they agree).
@@ -47,6 +48,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir (default: the latest run of the model) from its newest "
                         "complete checkpoint, at the exact batch where it stopped")
+    g = p.add_argument_group("photos of any size: a crop bank (docs/data.md, \"Training on photos\")")
+    g.add_argument("--crops-per-photo", type=int, default=None, metavar="K",
+                   help="train on K crops of each photo of --data (any size; also a batch folder), at random scales "
+                        "and positions drawn from the seed, resized to --image-size, made once by threads and kept "
+                        "in memory: N x K x image-size^2 x 3 bytes for N photos (--limit counts photos); "
+                        "validation: the largest centered square of each photo. Default: off, images are read whole "
+                        "at --image-size")
+    g.add_argument("--crop-scale", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="with --crops-per-photo: the crops' area as a fraction of the photo's, drawn from [MIN, MAX] "
+                        f"(default {DEFAULT_SCALE[0]} {DEFAULT_SCALE[1]})")
     g = p.add_argument_group("checkpoints (each one complete or absent, whatever stops training)")
     g.add_argument("--save-every", type=int, default=None, metavar="N",
                    help="also save a checkpoint every N steps (default: at epoch ends only)")
@@ -126,6 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def check_early(args) -> None:
     """The mistakes that need no Keras, said before it loads (seconds): the model's name, the data folders."""
     get_spec(args.model)
+    photo_data.check_options(args)
     if not args.resume:   # a resumed run reads the data its config names
         check_data(args.data, args.val_data)
 

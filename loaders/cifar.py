@@ -404,15 +404,22 @@ def default_data(kind: str) -> tuple[Path, str]:
     return SAMPLE_DIR / ("train" if kind == "train" else "val"), "train"
 
 
-def load_data(path: Path | None, split: str, image_size: int, limit: int | None, kind: str = "train",
-              announce: bool = True) -> ImageSet:
-    """The images at ``path`` (``split`` for batch folders), or the default data when ``path`` is None;
-    the first ``limit`` only. ``announce`` says so when the bundled sample stands in for CIFAR-10."""
+def data_source(path: Path | None, split: str, kind: str = "train", announce: bool = True) -> tuple[Path, str]:
+    """(path, split) to read: as given, or the default data's (:func:`default_data`) when ``path`` is None;
+    ``announce`` says so when the bundled sample stands in for CIFAR-10."""
     if path is None:
         path, split = default_data(kind)
         if announce and path.is_relative_to(SAMPLE_DIR):
             print(f"no --data given and {relative(DEFAULT_DATA_DIR)} not found: using the bundled sample "
                   f"{relative(path)} (`python dataset.py download` fetches full CIFAR-10)")
+    return path, split
+
+
+def load_data(path: Path | None, split: str, image_size: int, limit: int | None, kind: str = "train",
+              announce: bool = True) -> ImageSet:
+    """The images at ``path`` (``split`` for batch folders), or the default data when ``path`` is None;
+    the first ``limit`` only. ``announce`` says so when the bundled sample stands in for CIFAR-10."""
+    path, split = data_source(path, split, kind, announce)
     data = load_images(path, split, image_size)
     if limit is not None:
         if limit < 1:

@@ -36,6 +36,12 @@ decode up front (ImageNet: 1.2 million files). This module reads them batch by b
   large has its box laid on the image's d x d blocks however the image is decoded
   (:meth:`CropPlan.grid`), so the reduced decode averages the pixels the full one would: the crops
   agree to within about a level on average.
+* **A crop bank** (:func:`crop_bank`): the CPU-practical way to train on photos, with the crops
+  made once instead of every epoch: crops k = 0..K-1 of image i are the loader's crops of
+  (seed, epoch=k, index=i), unflipped, held in memory as a ``loaders.cifar.ImageSet`` of N x K
+  images (N x K x size^2 x 3 bytes), which every trainer reads as it reads CIFAR-10.
+  :func:`center_crops` gives one crop per image, its largest centered square (validation).
+  :func:`crops_of` makes an image's crops from one decode per decoding scale they accept.
 
 Errors: a folder without images, or fewer images than one batch, is a ``loaders.cifar.DataError``
 at construction. A file that cannot be read (damaged, not an image, above ``MAX_PIXELS``) is a
@@ -51,6 +57,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -204,21 +211,25 @@ def _draft(img, largest: Largest) -> int:
 
 
 class ArraySource:
-    """Decoded images in memory: uint8 (N, H, W, 3), such as CIFAR-10's batch files."""
+    """Decoded images in memory: uint8 (N, H, W, 3), such as CIFAR-10's batch files; ``labels``
+    (N,) class indices (-1: unknown), kept for the crops made of them (:func:`source_labels`)."""
 
-    def __init__(self, images: np.ndarray, names: Sequence[str] | None = None):
+    def __init__(self, images: np.ndarray, names: Sequence[str] | None = None, labels: Sequence[int] | None = None):
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
         if names is not None and len(names) != len(images):
             raise ValueError(f"{len(names)} names for {len(images)} images")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
         self.images = images
         self.names = list(names) if names is not None else [str(i) for i in range(len(images))]
+        self.labels = None if labels is None else np.asarray(labels, np.int64)   # (N,) or None
 
     @classmethod
     def from_image_set(cls, data) -> ArraySource:
-        """From a ``loaders.cifar.ImageSet`` (or anything with ``images`` and ``names``)."""
-        return cls(data.images, data.names)
+        """From a ``loaders.cifar.ImageSet`` (or anything with ``images`` and ``names``; ``labels`` if it has them)."""
+        return cls(data.images, data.names, getattr(data, "labels", None))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -228,6 +239,37 @@ class ArraySource:
 
     def name(self, i: int) -> str:
         return self.names[i]
+
+
+def open_source(path: str | os.PathLike, split: str = "train") -> Source:
+    """The images at ``path``: a CIFAR-10 batch folder's ``split`` decoded (an :class:`ArraySource` with
+    its labels), any other folder's image files (a :class:`FolderSource`). DataError (one line) for a
+    missing folder, a folder without images, a damaged batch file."""
+    cifar = _cifar()
+    path = cifar.check_folder(path)
+    if cifar.is_batch_folder(path):
+        return ArraySource.from_image_set(cifar.read_cifar_batches(path, split))
+    return FolderSource(path)
+
+
+def source_labels(source: Source, n: int | None = None) -> np.ndarray:
+    """(n,) int64 class indices of the first ``n`` images (default all), -1 where unknown: an
+    :class:`ArraySource`'s labels, or read from a :class:`FolderSource`'s file names as
+    ``loaders.cifar`` reads them (``img-<index>-<class>.png``; another name or class: -1, silently)."""
+    n = len(source) if n is None else n
+    labels = getattr(source, "labels", None)
+    if labels is not None:
+        return np.asarray(labels[:n], np.int64)
+    if not isinstance(source, FolderSource):
+        return np.full(n, -1, np.int64)
+    return np.array([_label(source.relative_path(i)) for i in range(n)], np.int64)
+
+
+def _label(name: str) -> int:
+    try:
+        return _cifar().parse_label(name)
+    except _cifar().DataError:   # a CIFAR-style name with another class: no label, as loaders.cifar reads it
+        return -1
 
 
 # ---- crops -------------------------------------------------------------------
@@ -305,6 +347,62 @@ def crop_and_resize(image: np.ndarray, plan: CropPlan, size: int, full_size: tup
     left, top, w, h = (v // factor for v in plan.box(width, height, grid))
     crop = _resize(image[top:top + h, left:left + w], size)
     return crop[:, ::-1] if plan.flip else crop
+
+
+# The largest centered square of an image (area 1 at ratio 1 shrinks to the shorter side), not mirrored.
+LARGEST_SQUARE = CropPlan(area=1.0, ratio=1.0, x=0.5, y=0.5, flip=False)
+
+
+def crops_of(source: Source, index: int, plans: Sequence[CropPlan], size: int,
+             reduced_decoding: bool = True) -> np.ndarray:
+    """(len(plans), size, size, 3) uint8: source image ``index`` cropped by each plan, each crop exactly
+    as :meth:`PhotoCrops.crop` makes it alone, from one decode per decoding scale the crops accept
+    (a JPEG: at most 4, at 1, 1/2, 1/4, 1/8; another format or a source without ``read_reduced``: 1)
+    instead of one per crop. ``reduced_decoding=False`` reads the image whole."""
+    out = np.empty((len(plans), size, size, 3), np.uint8)
+    if not (reduced_decoding and hasattr(source, "read_reduced")):
+        image = source.read(index)   # (H, W, 3) uint8: the same for every plan
+        for k, plan in enumerate(plans):
+            out[k] = crop_and_resize(image, plan, size)
+        return out
+    decodes = _Decodes(source, index, size)
+    for k, plan in enumerate(plans):
+        image, full_size, factor = decodes.get(plan)
+        out[k] = crop_and_resize(image, plan, size, full_size, factor)
+    return out
+
+
+class _Decodes:
+    """One image's decodes for several crops: the decode a crop's own read makes (``read_reduced`` at the
+    scale its plan accepts, :meth:`CropPlan.grid`), made once per accepted scale."""
+
+    def __init__(self, source: Source, index: int, size: int):
+        self.source, self.index, self.size = source, index, size
+        self.full_size: tuple[int, int] | None = None   # upright (width, height), told by a JPEG's header
+        self.whole: np.ndarray | None = None             # a format decoded whole whatever the crop (not JPEG)
+        self.by_scale: dict[int, tuple[np.ndarray, int]] = {}   # accepted d -> (image at 1/factor, factor)
+
+    def get(self, plan: CropPlan) -> tuple[np.ndarray, tuple[int, int] | None, int]:
+        """(image, full size or None, factor): what crop_and_resize takes to crop ``plan``."""
+        if self.whole is not None:
+            return self.whole, None, 1
+        accepted = None if self.full_size is None else plan.grid(*self.full_size, self.size)
+        if accepted not in self.by_scale:   # also the first read (accepted None: the size is not known yet)
+            told: list[tuple[int, int]] = []
+
+            def largest(width: int, height: int) -> int:   # the source tells the full size, the plan the scale
+                told.append((width, height))
+                return plan.grid(width, height, self.size)
+
+            image, factor = self.source.read_reduced(self.index, largest)
+            if not told:   # not a JPEG: decoded whole, as it is for any crop
+                self.whole = image
+                return image, None, 1
+            self.full_size = told[0]
+            accepted = plan.grid(*self.full_size, self.size)
+            self.by_scale[accepted] = (image, factor)
+        image, factor = self.by_scale[accepted]
+        return image, self.full_size if factor > 1 else None, factor
 
 
 def _resize(crop: np.ndarray, size: int) -> np.ndarray:
@@ -387,17 +485,7 @@ class PhotoCrops:
 
     def crop(self, epoch: int, index: int) -> np.ndarray:
         """Source image ``index`` cropped as planned for ``epoch``: (size, size, 3) uint8."""
-        plan = self.plan(epoch, index)
-        if not self.reduced_decoding:
-            return crop_and_resize(self.source.read(index), plan, self.size)
-        full_size = []
-
-        def largest(width: int, height: int) -> int:   # the source tells the full size, we the scale
-            full_size.append((width, height))
-            return plan.grid(width, height, self.size)
-
-        image, factor = self.source.read_reduced(index, largest)
-        return crop_and_resize(image, plan, self.size, full_size[0] if factor > 1 else None, factor)
+        return crops_of(self.source, index, [self.plan(epoch, index)], self.size, self.reduced_decoding)[0]
 
     # -- reading batches
 
@@ -510,3 +598,90 @@ def _check_options(size, batch_size, scale, ratio, shard, workers, prefetch, enc
         raise ValueError(f"workers must be at least 1 and prefetch at least 0, got {workers} and {prefetch}")
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+
+
+# ---- crop banks --------------------------------------------------------------
+
+PROGRESS_EVERY = 500   # photos between two progress lines of a long bank build
+
+
+def crop_bank(source: Source, size: int, crops_per_photo: int, seed: int, *,
+              scale: tuple[float, float] = DEFAULT_SCALE, ratio: tuple[float, float] = DEFAULT_RATIO,
+              limit: int | None = None, workers: int | None = None, origin: str | None = None,
+              report: Callable[[str], None] | None = print):
+    """A fixed bank of K = ``crops_per_photo`` crops of each of the first N = ``limit`` images (default
+    all): a ``loaders.cifar.ImageSet`` of N x K images, made once.
+
+    Crop k of image i (item i * K + k, named ``<name>#k``, the image's label) is the loader's crop of
+    (seed, epoch=k, index=i) without flip: ``PhotoCrops(source, size, ..., seed, scale=scale,
+    ratio=ratio, flip=False).crop(k, i)``, bit for bit. Not flipped, because the trainers flip
+    (effnet_unet with each mirrored image's own taps). Decoded by ``workers`` threads (default: the
+    CPUs, at most 8), each image once per decoding scale its crops accept (:func:`crops_of`).
+    Memory: the bank, N x K x size^2 x 3 bytes, plus the decodes of one image per worker.
+    ``report`` gets a progress line every ``PROGRESS_EVERY`` images and a summary line (None: silent).
+    DataError naming the file if an image cannot be read.
+    """
+    _check_options(size, 1, scale, ratio, (0, 1), 1, 0, "rgb")
+    if crops_per_photo < 1:
+        raise ValueError(f"crops_per_photo must be at least 1, got {crops_per_photo}")
+    n, epochs = _count(source, limit), range(crops_per_photo)
+    origin = origin or str(getattr(source, "root", "the images"))
+
+    def plans(i: int) -> list[CropPlan]:
+        return [crop_plan(seed, k, i, scale, ratio, flip=False) for k in epochs]
+
+    images, seconds, workers = _crop_set(source, size, n, crops_per_photo, plans, workers, report)
+    if report is not None:
+        report(f"crop bank of {origin}: {n} photos x {crops_per_photo} crops at {size} px = {len(images)} images "
+               f"({images.nbytes / 2**20:.1f} MiB) in {seconds:.1f} s ({workers} threads)")
+    names = [f"{source.name(i)}#{k}" for i in range(n) for k in epochs]
+    return _cifar().ImageSet(images, np.repeat(source_labels(source, n), crops_per_photo), names,
+                             f"crop bank of {origin}: {n} photos x {crops_per_photo} crops at {size} px, "
+                             f"scale {scale[0]:g}-{scale[1]:g}")
+
+
+def center_crops(source: Source, size: int, *, limit: int | None = None, workers: int | None = None,
+                 origin: str | None = None, report: Callable[[str], None] | None = print):
+    """The largest centered square of each of the first ``limit`` images (default all), resized to
+    ``size``: a ``loaders.cifar.ImageSet`` of N images named as the source names them (validation of
+    a crop bank: the same crop whatever the seed, most of each photo, undistorted)."""
+    n = _count(source, limit)
+    origin = origin or str(getattr(source, "root", "the images"))
+    images, seconds, workers = _crop_set(source, size, n, 1, lambda i: [LARGEST_SQUARE], workers, None)
+    if report is not None:
+        report(f"{origin}: the largest centered square of {n} photos at {size} px in {seconds:.1f} s")
+    return _cifar().ImageSet(images, source_labels(source, n), [source.name(i) for i in range(n)],
+                             f"{origin}, the largest centered square of each at {size} px")
+
+
+def _count(source: Source, limit: int | None) -> int:
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    return len(source) if limit is None else min(limit, len(source))
+
+
+def _crop_set(source: Source, size: int, n: int, per_image: int, plans: Callable[[int], list[CropPlan]],
+              workers: int | None, report: Callable[[str], None] | None) -> tuple[np.ndarray, float, int]:
+    """(images (n * per_image, size, size, 3) uint8, seconds, workers): image i's crops (``plans(i)``) at
+    rows i * per_image onwards. At most 4 x ``workers`` images are in flight, so a folder of any size
+    queues no more than that; the first error (a DataError naming the file) stops the rest."""
+    workers = max(1, min(workers or min(8, os.cpu_count() or 1), n))
+    images = np.empty((n * per_image, size, size, 3), np.uint8)   # RGB, 0..255
+    reduced = hasattr(source, "read_reduced")
+
+    def fill(i: int) -> None:
+        images[i * per_image:(i + 1) * per_image] = crops_of(source, i, plans(i), size, reduced)
+
+    start, pending, submitted = time.perf_counter(), deque(), 0
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="photo-crops")
+    try:
+        for done in range(n):
+            while submitted < n and submitted - done < 4 * workers:
+                pending.append(pool.submit(fill, submitted))
+                submitted += 1
+            pending.popleft().result()   # in order: image `done`
+            if report is not None and n > PROGRESS_EVERY and (done + 1) % PROGRESS_EVERY == 0:
+                report(f"  {done + 1}/{n} photos cropped ({time.perf_counter() - start:.0f} s)")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return images, time.perf_counter() - start, workers

@@ -7,6 +7,7 @@ the GAN loop, which continue from the run's newest complete checkpoint (training
 """
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import time
@@ -21,7 +22,7 @@ from core.tblog import SummaryWriter
 from inference import data_color_space
 from loaders.cifar import CifarGenerator, ImageSet, load_data
 from models import build_model, get_spec, set_jit
-from training import checkpointing, distribute, encoder_data
+from training import checkpointing, distribute, encoder_data, photo_data
 
 # --mixed-precision value -> Keras dtype policy (models.PRECISIONS), recorded in config.json
 MIXED_PRECISION = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -53,8 +54,9 @@ def run(args) -> Outcome:
         config["seed"] if config else args.seed)
     chief = args.strategy != "multiworker" or distribute.is_chief()   # only the chief writes run and logs
     if config is None:   # a new run: read the data first, so a data error leaves no empty run folder
+        args = _with_seed(args)   # a crop bank is drawn from it: known before the data are read
         init_config = _init_config(args, spec)
-        train = load_data(args.data, args.split, args.image_size, args.limit)
+        train = load_train(args)
         val = load_val(args, args.data is not None, args.image_size)
         config = new_config(args, spec, train, val, init_config)
         if chief:
@@ -70,8 +72,9 @@ def run(args) -> Outcome:
     else:
         if chief:
             runs.lock(run_dir)   # before reading its checkpoint: no other writer can change it now
-        train = _reload(config["data"], config["model_options"]["image_size"])
-        val = _reload(config["val_data"], config["model_options"]["image_size"]) if config["val_data"] else None
+        size = config["model_options"]["image_size"]
+        train = _reload(config["data"], size, config["seed"])
+        val = _reload(config["val_data"], size, config["seed"]) if config["val_data"] else None
         run_dir = distribute.worker_run_dir(run_dir, chief)   # a non-chief: a temporary copy of the checkpoint
     config["distribute"] = distribute.describe(args.strategy, strategy, config["batch_size"])   # this session's
     config["logs"] = config["logs"] and chief
@@ -137,8 +140,8 @@ def new_config(args, spec, train, val, init_config: dict | None = None) -> dict:
     config = {
         "model": spec.name,
         "model_options": options,
-        "data": data_record(train, args.data, args.split),
-        "val_data": None if val is None else data_record(val, *_val_source(args)),
+        "data": data_record(train, args.data, args.split, **_bank_record(args, train)),
+        "val_data": None if val is None else data_record(val, *_val_source(args), **_val_crop(args)),
         "epochs": args.epochs if args.epochs is not None else 5,
         "batch_size": args.batch_size or 32,
         "steps_per_epoch": args.steps,
@@ -167,6 +170,28 @@ def new_config(args, spec, train, val, init_config: dict | None = None) -> dict:
     return config
 
 
+def _with_seed(args):
+    """``args`` with --seed drawn (and then recorded) when not given."""
+    if args.seed is not None:
+        return args
+    return argparse.Namespace(**{**vars(args), "seed": random.SystemRandom().randrange(2**31)})
+
+
+def load_train(args) -> ImageSet:
+    """The training images: read whole at --image-size, or with --crops-per-photo a crop bank of the photos."""
+    if getattr(args, "crops_per_photo", None):
+        return photo_data.train_data(args, args.seed)
+    return load_data(args.data, args.split, args.image_size, args.limit)
+
+
+def _bank_record(args, train: ImageSet) -> dict:
+    return {"crop_bank": photo_data.record(args, train)} if getattr(args, "crops_per_photo", None) else {}
+
+
+def _val_crop(args) -> dict:
+    return {"crop": photo_data.CENTER} if getattr(args, "crops_per_photo", None) else {}
+
+
 def _val_source(args) -> tuple[Path | None, str]:
     if args.val_data is None and args.val_split is not None:
         return args.data, args.val_split
@@ -177,10 +202,13 @@ def load_val(args, train_path_given: bool, image_size: int):
     """Validation data: as asked, or the default's own validation part when --data was not given."""
     if args.val_data is not None or args.val_split is not None:
         path, split = _val_source(args)
-        return load_data(path, split, image_size, None, kind="val", announce=False)
-    if not train_path_given:
-        return load_data(None, "train", image_size, None, kind="val", announce=False)
-    return None
+    elif not train_path_given:
+        path, split = None, "train"
+    else:
+        return None
+    if getattr(args, "crops_per_photo", None):   # photos of any size: the largest centered square of each
+        return photo_data.val_data(path, split, image_size)
+    return load_data(path, split, image_size, None, kind="val", announce=False)
 
 
 def prepare_run(args):
@@ -209,6 +237,7 @@ def prepare_run(args):
             # The optimizer state differs (a loss-scale optimizer under float16): keep the run's choice.
             raise runs.RunError(f"{run_dir} was trained with precision {recorded}; --resume keeps it "
                                 "(drop --mixed-precision, or start a new run)")
+        photo_data.check_resume(args, config, Path(run_dir))
         return config, Path(run_dir)
     return None, None
 
@@ -221,7 +250,9 @@ def _precision_note(precision: str) -> None:
               "(AVX-512 BF16, AMX), or leave it off")
 
 
-def _reload(record: dict, image_size: int):
+def _reload(record: dict, image_size: int, seed: int):
+    if photo_data.is_cropped(record):   # a crop bank: rebuilt, and checked to be the run's
+        return photo_data.reload(record, image_size, seed)
     data = load_data(Path(record["path"]) if record["path"] else None, record["split"], image_size, None,
                      announce=False)
     data = data.subset(record["n_images"]) if len(data) > record["n_images"] else data
@@ -312,7 +343,8 @@ def _write_summary(model, run_dir: Path) -> None:
     (run_dir / "summary.txt").write_text("\n".join(lines) + "\n")
 
 
-def data_record(data: ImageSet, path: Path | None, split: str) -> dict:
-    """What a config stores about a data set (enough to reload it and to recognise it)."""
+def data_record(data: ImageSet, path: Path | None, split: str, **crops) -> dict:
+    """What a config stores about a data set (enough to reload it and to recognise it); ``crops``: how a
+    crop bank or validation crops were made of the photos (training.photo_data)."""
     return {"path": str(path) if path is not None else None, "split": split, "description": data.description,
-            "n_images": len(data), "fingerprint": data.fingerprint()}
+            "n_images": len(data), "fingerprint": data.fingerprint(), **crops}

@@ -1,0 +1,188 @@
+"""train.py --crops-per-photo: photos of any size as a fixed bank of crops (loaders.photos.crop_bank,
+training.photo_data), trained through effnet_unet's cached taps, recorded in config.json, resumed exactly."""
+import pickle
+import shutil
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+import priors
+import train as train_script
+from cli.errors import run_main
+from conftest import SAMPLE
+from core import runs
+from loaders import photos
+from loaders.cifar import DataError
+from loaders.photos import LARGEST_SQUARE, FolderSource, PhotoCrops, crop_bank
+from training import photo_data
+
+# (width, height, format): small and large, wide and tall, PNG and JPEG (large enough for reduced decoding)
+PHOTOS = [(50, 30, "png"), (120, 200, "jpg"), (64, 64, "png"), (200, 90, "jpg"), (33, 47, "jpg"), (90, 120, "png")]
+
+
+def photo(width: int, height: int, seed: int) -> np.ndarray:
+    """(height, width, 3) uint8: random colors varying smoothly, like a photo's."""
+    coarse = np.random.default_rng(seed).integers(0, 256, (max(2, height // 12), max(2, width // 12), 3), np.uint8)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def make_folder(path, seed: int = 0):
+    path.mkdir(parents=True, exist_ok=True)
+    for i, (w, h, ext) in enumerate(PHOTOS):
+        Image.fromarray(photo(w, h, seed + i)).save(path / f"img-{i}.{ext}", quality=90)
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("photos"))
+
+
+def train(*args, expect: int = 0) -> None:
+    """train.py's main in this process (TensorFlow imported once for the file)."""
+    held = len(runs._HELD)
+    try:
+        assert run_main(train_script.main, [str(a) for a in args]) == expect
+    finally:
+        # A run folder's lock is held until the process ends (core.runs.lock): release the one this run
+        # took, so that the next run in this process takes it as the next train.py would.
+        while len(runs._HELD) > held:
+            runs._HELD.pop().release()
+
+
+# ---- the bank ------------------------------------------------------------------------------------
+
+def test_the_bank_holds_k_unflipped_loader_crops_per_photo(folder):
+    source = FolderSource(folder)
+    bank = crop_bank(source, 16, 3, seed=5, report=None)
+    assert bank.images.shape == (18, 16, 16, 3) and bank.images.dtype == np.uint8
+    assert bank.names[:4] == ["img-0#0", "img-0#1", "img-0#2", "img-1#0"] and list(bank.labels) == [-1] * 18
+    plain, flipping = PhotoCrops(source, 16, 1, 5, flip=False), PhotoCrops(source, 16, 1, 5)
+    for i in range(len(PHOTOS)):
+        for k in range(3):
+            assert np.array_equal(bank.images[3 * i + k], plain.crop(k, i)), (i, k)   # the loader's (seed, k, i)
+            if flipping.plan(k, i).flip:                                               # its own flip is off
+                assert np.array_equal(bank.images[3 * i + k], flipping.crop(k, i)[:, ::-1])
+    w, h, _ = PHOTOS[1]   # the reduced-decoding path is taken: some JPEG crop decodes at 1/2 or less
+    assert max(plain.plan(k, 1).grid(w, h, 16) for k in range(3)) > 1
+    again = crop_bank(source, 16, 3, seed=5, workers=1, report=None)
+    assert np.array_equal(again.images, bank.images) and again.fingerprint() == bank.fingerprint()
+    other = crop_bank(source, 16, 3, seed=6, report=None)
+    assert not np.array_equal(other.images, bank.images)
+    narrow = crop_bank(source, 16, 3, seed=5, scale=(0.5, 0.6), limit=2, report=None)
+    assert len(narrow) == 6 and not np.array_equal(narrow.images, bank.images[:6])
+
+
+def test_a_batch_folder_and_its_pngs_give_the_same_bank_with_labels(tmp_path, sample_val):
+    data = sample_val.subset(6)
+    batches = tmp_path / "batches"
+    batches.mkdir()
+    with open(batches / "data_batch_1", "wb") as f:   # the official layout: (N, 3072) as R, G, B planes
+        pickle.dump({b"data": data.images.transpose(0, 3, 1, 2).reshape(6, -1), b"labels": list(data.labels)}, f)
+    from_batch = crop_bank(photos.open_source(batches), 24, 2, seed=1, report=None)
+    from_pngs = crop_bank(photos.open_source(SAMPLE / "val"), 24, 2, seed=1, limit=6, report=None)
+    assert np.array_equal(from_batch.images, from_pngs.images)
+    assert list(from_batch.labels) == list(from_pngs.labels) == list(np.repeat(data.labels, 2))
+
+
+def test_validation_takes_the_largest_centered_square(folder):
+    assert LARGEST_SQUARE.box(120, 200) == (0, 40, 120, 120) and LARGEST_SQUARE.box(200, 90) == (55, 0, 90, 90)
+    val = photos.center_crops(FolderSource(folder), 16, report=None)
+    assert val.images.shape == (6, 16, 16, 3) and val.names[0] == "img-0"
+    full = np.asarray(Image.open(folder / "img-5.png"))                      # a PNG: decoded whole
+    assert np.array_equal(val.images[5], photos.crop_and_resize(full, LARGEST_SQUARE, 16))
+
+
+# ---- train.py ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bank_run(tmp_path_factory):
+    """A short effnet_unet run with hints on a crop bank (2 crops of 6 photos): 2 epochs of 2 steps, a
+    checkpoint at every step; its taps cached in a temporary folder, its photos its own (a test changes them)."""
+    base = tmp_path_factory.mktemp("bank-run")
+    cache = base / "cache"
+    cache.mkdir()
+    (cache / "weights").symlink_to(priors.CACHE_DIR / "weights")   # the converted ImageNet weights, as they are
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(priors, "CACHE_DIR", cache)                   # the taps: cached there, not in cache/
+        data = make_folder(base / "photos")
+        train("-m", "effnet_unet", "--data", data, "--val-data", data, "--crops-per-photo", 2, "--image-size", 16,
+              "--encoder-size", 32, "--epochs", 2, "--steps", 2, "--batch-size", 4, "--hints", "--no-logs",
+              "--seed", 1, "--save-every", 1, "--keep", 4, "--run-dir", base / "run")
+        yield base / "run", data, cache
+
+
+def test_train_records_the_bank_and_caches_its_taps(bank_run, capsys):
+    run_dir, data, cache = bank_run
+    config = runs.load_config(run_dir)
+    bank = crop_bank(FolderSource(data), 16, 2, seed=1, report=None)
+    assert config["data"]["crop_bank"] == {"photos": str(data), "split": "train", "n_photos": 6, "crops_per_photo": 2,
+                                           "scale": [0.08, 1.0], "ratio": [0.75, 4 / 3], "image_size": 16}
+    assert config["data"]["n_images"] == 12 and config["data"]["fingerprint"] == bank.fingerprint()
+    assert "6 photos x 2 crops" in config["data"]["description"]
+    assert config["val_data"]["crop"] == photo_data.CENTER and config["val_data"]["n_images"] == 6
+    assert config["model_options"]["hints"] is True and config["model_options"]["decay_steps"] == 2 * 2
+    assert runs.load_state(run_dir)["step"] == 4
+    assert len(list((cache / "features").glob("*.npz"))) == 3   # the bank, mirrored, the validation crops
+
+
+def weights(run_dir) -> dict[str, np.ndarray]:
+    """Every array of the run's current checkpoint: weights and optimizer state."""
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(runs.weights_file(runs.current_checkpoint(run_dir).path, "model"), "r") as f:
+        f.visititems(lambda key, v: out.__setitem__(key, v[()]) if isinstance(v, h5py.Dataset) else None)
+    return out
+
+
+def test_resume_rebuilds_the_same_bank_exactly_and_refuses_other_crops_or_photos(bank_run, tmp_path, capsys):
+    run_dir, data, cache = bank_run
+    stopped = tmp_path / "stopped"   # the run as if stopped after step 1, in the middle of epoch 1
+    shutil.copytree(run_dir, stopped)
+    for checkpoint in (stopped / "checkpoints").glob("step-*"):
+        if int(checkpoint.name.removeprefix("step-")) > 1:
+            shutil.rmtree(checkpoint)
+    for option, message in ((["--crops-per-photo", 3], "was trained on 2 crops per photo"),
+                            (["--crop-scale", 0.5, 1], "was trained with --crop-scale 0.08 1")):
+        train("-m", "effnet_unet", "--resume", "--run-dir", stopped, *option, expect=2)
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and message in err, err
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(priors, "CACHE_DIR", cache)
+        train("-m", "effnet_unet", "--resume", "--run-dir", stopped)
+    assert "crop bank of" in capsys.readouterr().out and runs.load_state(stopped)["step"] == 4
+    got, expected = weights(stopped), weights(run_dir)
+    assert got.keys() == expected.keys() and len(got) > 10
+    for key in expected:   # the batches, flips and hints of the run never stopped: the same weights
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    Image.fromarray(photo(120, 200, seed=99)).save(data / "img-1.jpg")     # a photo changed
+    train("-m", "effnet_unet", "--resume", "--run-dir", stopped, "--epochs", 3, expect=2)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the photos changed since the run started" in err, err
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, message", [
+    (["--crops-per-photo", "0"], "--crops-per-photo must be at least 1, got 0"),
+    (["--crops-per-photo", "2", "--crop-scale", "0", "0.5"], "in (0, 1]"),
+    (["--crops-per-photo", "2", "--crop-scale", "0.5", "1.5"], "in (0, 1]"),
+    (["--crops-per-photo", "2", "--crop-scale", "0.9", "0.2"], "MIN 0.9 is above MAX 0.2"),
+    (["--crop-scale", "0.2", "0.9"], "add --crops-per-photo K"),
+])
+def test_bad_crop_options_are_one_line(options, message, capsys):
+    assert run_main(train_script.main, ["-m", "effnet_unet", *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err, err
+
+
+def test_a_folder_without_images_or_with_a_damaged_photo_is_one_line(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no photos here")
+    train("-m", "effnet_unet", "--data", tmp_path, "--crops-per-photo", 2, "--run-dir", tmp_path / "run", expect=2)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no image files" in err and not (tmp_path / "run").exists(), err
+    (tmp_path / "photo.jpg").write_bytes(b"not a jpeg")   # a bank never skips a photo: it would depend on it
+    with pytest.raises(DataError, match=r"photo.jpg: not an image"):
+        crop_bank(FolderSource(tmp_path), 16, 2, seed=1, report=None)

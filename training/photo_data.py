@@ -1,0 +1,116 @@
+"""``--crops-per-photo K``: the training photos as a fixed bank of crops, for any model.
+
+Crop k = 0..K-1 of photo i is ``loaders.photos``' crop of (seed, epoch=k, index=i) at --image-size,
+unflipped (``loaders.photos.crop_bank``): an ImageSet like CIFAR-10's, so training takes it
+unchanged (effnet_unet: its taps computed once and cached under a hash of the pixels, flips with the
+mirrored images' own taps, class rebalancing, simulated hints). Memory: N x K x image_size^2 x 3
+bytes for N photos. ``--limit`` counts photos.
+
+config.json records what rebuilds the bank (:func:`record`: the photos' folder, their number, K, the
+scale and ratio ranges, next to the data's fingerprint and the run's seed). ``--resume`` rebuilds it
+from that record and stops with one line if its fingerprint differs (the photos changed): the run
+could not continue with the batches it would have seen.
+
+Validation with --crops-per-photo is one crop per photo, its largest centered square resized to
+--image-size (``loaders.photos.center_crops``): the same images at every evaluation, whatever the
+seed, so validation losses compare across epochs and runs (random crops would draw other views per
+seed); the whole scene at one scale, as the colorizer sees a photo; square, as the training crops
+and batches are; and the largest square keeps the most of the photo without stretching it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.runs import RunError
+from loaders import photos
+from loaders.cifar import DataError, ImageSet, data_source, relative
+
+CENTER = "largest centered square"   # the record of validation crops (config.json's val_data "crop")
+
+
+def check_options(args) -> None:
+    """RunError (one line) for --crops-per-photo and --crop-scale values that make no bank; before Keras."""
+    k, scale = getattr(args, "crops_per_photo", None), getattr(args, "crop_scale", None)
+    if k is not None and k < 1:
+        raise RunError(f"--crops-per-photo must be at least 1, got {k}")
+    if scale is None:
+        return
+    low, high = scale
+    if not (0 < low <= 1 and 0 < high <= 1):   # NaN fails too
+        raise RunError(f"--crop-scale MIN MAX are fractions of the photo's area, in (0, 1]; got {low:g} {high:g}")
+    if low > high:
+        raise RunError(f"--crop-scale MIN MAX: MIN {low:g} is above MAX {high:g}")
+    if k is None and not getattr(args, "resume", False):
+        raise RunError("--crop-scale sets the scales of a crop bank: add --crops-per-photo K")
+
+
+def train_data(args, seed: int) -> ImageSet:
+    """The crop bank of --data (or the default data) as train.py's arguments ask, drawn from ``seed``."""
+    if args.limit is not None and args.limit < 1:
+        raise DataError(f"--limit must be positive, got {args.limit}")
+    path, split = data_source(args.data, args.split, "train")
+    return _bank(path, split, args.image_size, args.crops_per_photo, _scale(args.crop_scale), photos.DEFAULT_RATIO,
+                 seed, args.limit)
+
+
+def val_data(path: Path | None, split: str, image_size: int) -> ImageSet:
+    """Validation images of a crop-bank run: the largest centered square of each (module docstring)."""
+    path, split = data_source(path, split, "val", announce=False)
+    return photos.center_crops(photos.open_source(path, split), image_size, origin=relative(path))
+
+
+def record(args, data: ImageSet) -> dict:
+    """The ``crop_bank`` entry of config.json's ``data``: what rebuilds the bank with the run's seed."""
+    path, split = data_source(args.data, args.split, "train", announce=False)
+    k = args.crops_per_photo
+    return {"photos": str(path), "split": split, "n_photos": len(data) // k, "crops_per_photo": k,
+            "scale": list(_scale(args.crop_scale)), "ratio": list(photos.DEFAULT_RATIO), "image_size": args.image_size}
+
+
+def is_cropped(data_record: dict) -> bool:
+    """Whether a config's data record is a crop bank or validation crops (else: images read whole)."""
+    return "crop_bank" in data_record or data_record.get("crop") == CENTER
+
+
+def reload(data_record: dict, image_size: int, seed: int) -> ImageSet:
+    """The recorded crop bank, rebuilt (DataError in one line if it is not the run's: the photos
+    changed), or the recorded validation crops (a warning if they changed, as for images read whole)."""
+    if data_record.get("crop") == CENTER:
+        data = val_data(Path(data_record["path"]) if data_record["path"] else None, data_record["split"], image_size)
+        if data.fingerprint() != data_record["fingerprint"]:
+            print(f"warning: the validation photos at {data_record['path']} changed since the run started")
+        return data
+    bank = data_record["crop_bank"]
+    data = _bank(Path(bank["photos"]), bank["split"], image_size, bank["crops_per_photo"], tuple(bank["scale"]),
+                 tuple(bank["ratio"]), seed, bank["n_photos"])
+    if len(data) != data_record["n_images"] or data.fingerprint() != data_record["fingerprint"]:
+        raise DataError(f"{bank['photos']}: its crop bank is not the run's ({len(data)} crops, fingerprint "
+                        f"{data.fingerprint()[:12]}; the run's: {data_record['n_images']}, "
+                        f"{data_record['fingerprint'][:12]}): the photos changed since the run started; "
+                        "restore them, or start a new run")
+    return data
+
+
+def check_resume(args, config: dict, run_dir: Path) -> None:
+    """RunError if --resume is given another --crops-per-photo or --crop-scale than the run's: other
+    crops would be other batches, and a resume continues with the run's own."""
+    bank = config["data"].get("crop_bank")
+    k, scale = getattr(args, "crops_per_photo", None), getattr(args, "crop_scale", None)
+    if k is not None and k != (bank or {}).get("crops_per_photo"):
+        had = f"{bank['crops_per_photo']} crops per photo" if bank else "whole images (no --crops-per-photo)"
+        raise RunError(f"{run_dir} was trained on {had}; --resume keeps its data (drop --crops-per-photo, or "
+                       "start a new run)")
+    if scale is not None and (bank is None or [float(v) for v in scale] != bank["scale"]):
+        had = f"--crop-scale {bank['scale'][0]:g} {bank['scale'][1]:g}" if bank else "no crop bank"
+        raise RunError(f"{run_dir} was trained with {had}; --resume keeps its data (drop --crop-scale, or start "
+                       "a new run)")
+
+
+def _scale(crop_scale) -> tuple[float, float]:
+    return photos.DEFAULT_SCALE if crop_scale is None else (float(crop_scale[0]), float(crop_scale[1]))
+
+
+def _bank(path: Path, split: str, image_size: int, k: int, scale: tuple, ratio: tuple, seed: int,
+          limit: int | None) -> ImageSet:
+    return photos.crop_bank(photos.open_source(path, split), image_size, k, seed, scale=scale, ratio=ratio,
+                            limit=limit, origin=relative(path))
