@@ -1,4 +1,4 @@
-"""Benchmark (not a test): training, prediction, data, colorize, prior and video speed on this machine.
+"""Benchmark (not a test): training, prediction, data, colorize, prior, video and photo-training speed on this machine.
 
     python bench.py [--models unet gan ...] [--quick] [--backends tensorflow,jax,torch]
                     [--sections train,predict,...] [--out BENCHMARKS.md]
@@ -21,6 +21,8 @@ docstring of ``benchmarks/``):
     backends       unet under TensorFlow, JAX, PyTorch             benchmarks/backends.py
     startup        scripts' start-up and latency per runtime       benchmarks/startup.py
     video          clips' fps at 480p and 1080p, steps, memory     benchmarks/video.py
+    photos         training on photos: loader, crop bank, encoder,  benchmarks/photos.py
+                   decoder; cached vs streaming s/epoch
 """
 from __future__ import annotations
 
@@ -49,14 +51,15 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "BENCHMARKS.md"
 # a mistyped option should not wait for.
 SECTIONS = {"train": "compute", "predict": "compute", "prior": "compute", "fusion_epochs": "compute",
             "data": "pipeline", "colorize": "pipeline", "backends": "backends", "startup": "startup",
-            "video": "video"}
+            "video": "video", "photos": "photos"}
 PEAK = "peak"   # measured first, always (compute.bench_peak): the reference of "% peak"
 
 
 def section_function(name: str):
     """bench_<name> of the section's module (PEAK's: compute), imported now."""
-    from benchmarks import backends, compute, pipeline, startup, video
-    modules = {"compute": compute, "pipeline": pipeline, "backends": backends, "startup": startup, "video": video}
+    from benchmarks import backends, compute, photos, pipeline, startup, video
+    modules = {"compute": compute, "pipeline": pipeline, "backends": backends, "startup": startup, "video": video,
+               "photos": photos}
     return getattr(modules[{PEAK: "compute", **SECTIONS}[name]], f"bench_{name}")
 
 

@@ -8,6 +8,7 @@
 - ``backends``: the backends section, each backend in a ``bench.py --worker`` subprocess.
 - ``startup``: the startup section: fresh processes of every script, per runtime (ONNX Runtime, Keras).
 - ``video``: the video section: clips colorized end to end in a child process, per stage.
+- ``photos``: the photos section: training on photos, a cached crop bank against streaming crops.
 - ``report``: the machine's description and the BENCHMARKS.md section.
 
 May import: every package below it (``core`` ... ``inference``, ``training``); not ``cli``.
@@ -50,6 +51,13 @@ startup   wall time of fresh processes (best of 3): ``import tensorflow`` (the y
           until its page is served; one Colorizer's per-photo latency per runtime, in process.
 video     frames/s of ``colorize_video`` with the shipped run on pan clips at 480p and 1080p, stable
           colors and frame by frame, ms per frame per stage, the child process's peak memory.
+photos    the costs of training on photos: ``PhotoCrops.epoch_batch`` crops/s and CPU ms per crop (64 and
+          224 px, 1 and 2 workers; BSDS500's train split when ``../shared/data/bsds500/train`` is there,
+          else as many generated 481 x 321 JPEGs), the crop bank's build (K 8 at 64 px), the frozen
+          EfficientNet-Lite0 taps' images/s (128 and 256 px, batch 32), effnet_unet's training images/s on
+          cached taps (hints as the shipped run, 32 and 64 px, batch 32); then seconds per epoch of the
+          folder x 8 crops at 64 px, cached (decoder only; the encoder once on 2N) against streaming
+          (loader + encoder + decoder every epoch).
 
 FLOP convention (columns GFLOP/s and % peak):
 

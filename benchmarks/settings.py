@@ -36,6 +36,21 @@ class Settings:
     # targets (benchmarks/video.py) are read by name: 480p and 1080p
     video_clips: tuple[tuple[str, int, int, int], ...] = (("480p", 854, 480, 48), ("1080p", 1920, 1080, 24))
     video_repeats: int = 2              # video section: each clip and mode timed this many times, the best kept
+    # photos section (benchmarks/photos.py): the photo folder (BSDS500's train split when it is there and
+    # photos_shared, else photos_generated JPEGs of photos_generated_size), the loader's crop sizes and
+    # worker counts, the crop bank's K, the encoder's sizes and batch, the decoder's image sizes and batch,
+    # and the crop size of the per-epoch figures (the encoder at 4 x it)
+    photos_shared: bool = True
+    photos_generated: int = 200
+    photos_generated_size: tuple[int, int] = (481, 321)
+    photos_crop_sizes: tuple[int, ...] = (64, 224)
+    photos_workers: tuple[int, ...] = (1, 2)
+    photos_bank_k: int = 8
+    photos_encoder_sizes: tuple[int, ...] = (128, 256)
+    photos_encoder_batch: int = 32
+    photos_decoder_sizes: tuple[int, ...] = (32, 64)
+    photos_decoder_batch: int = 32
+    photos_epoch_size: int = 64
 
     def describe(self) -> str:
         """One line for the report."""
@@ -46,7 +61,9 @@ class Settings:
                 f"{self.predict_batch}; prior batch {self.prior_batch}; data {self.png_images} PNGs and "
                 f"{self.jpeg_images} JPEGs x {self.epochs} epochs; colorize median of {self.colorize_repeats}; "
                 f"video {', '.join(f'{w}x{h} x {n} frames' for _, w, h, n in self.video_clips)}, best of "
-                f"{self.video_repeats}")
+                f"{self.video_repeats}; photos: crops at {', '.join(map(str, self.photos_crop_sizes))} px, bank "
+                f"K {self.photos_bank_k}, encoder at {', '.join(map(str, self.photos_encoder_sizes))} px, decoder at "
+                f"{', '.join(map(str, self.photos_decoder_sizes))} px")
 
 
 FULL = Settings("full", (16, 32, 64, 128), (16, 32, 64, 128), warmup=3, windows=5, window_s=3.0,
@@ -60,7 +77,10 @@ QUICK = Settings("quick", (32, 128), (32,), warmup=1, windows=3, window_s=0.0,
 SMOKE = Settings("smoke", (4,), (4,), warmup=1, windows=1, window_s=0.0, png_images=40, jpeg_images=6,
                  colorize_repeats=1, default_batch=4, predict_batch=4, prior_batch=2, matmul_n=256,
                  matmul_repeats=1, jpeg_size=64, photo_sizes=((256, 256), (400, 300)), fusion_images=16,
-                 startup_repeats=1, video_clips=(("480p", 96, 54, 4), ("1080p", 128, 72, 3)), video_repeats=1)
+                 startup_repeats=1, video_clips=(("480p", 96, 54, 4), ("1080p", 128, 72, 3)), video_repeats=1,
+                 photos_shared=False, photos_generated=8, photos_generated_size=(96, 64), photos_crop_sizes=(8, 16),
+                 photos_bank_k=2, photos_encoder_sizes=(32,), photos_encoder_batch=2, photos_decoder_sizes=(8,),
+                 photos_decoder_batch=2, photos_epoch_size=8)
 
 
 @dataclass

@@ -158,3 +158,44 @@ def test_backend_list_rejects_unknown():
     import argparse
     with pytest.raises(argparse.ArgumentTypeError, match="unknown mxnet"):
         bench._csv(backends.BACKENDS)("tensorflow,mxnet")
+
+
+def test_sections_are_listed_with_their_functions():
+    assert "photos" in bench.SECTIONS and bench.parse_args(["--sections", "photos"]).sections == ("photos",)
+    assert all(callable(bench.section_function(name)) for name in bench.SECTIONS)
+
+
+def test_bench_photos_section_runs_with_the_smoke_settings(tmp_path):
+    from benchmarks import photos
+    from benchmarks.settings import SMOKE, Context
+
+    ctx = Context(SMOKE, (), (), ["--smoke"], tmp_path)
+    rows = photos.bench_photos(ctx)
+    assert all(r.section == "photos" and r.result != "FAILED" for r in rows), [r.notes for r in rows]
+    s = SMOKE
+    loader = [f"{size} px, {w} worker{'s' if w > 1 else ''}, batch {s.default_batch}"
+              for size in s.photos_crop_sizes for w in s.photos_workers]
+    n = s.photos_generated * s.photos_bank_k
+    epoch = f"epoch of {n} crops at {s.photos_epoch_size} px ({s.photos_generated} photos x {s.photos_bank_k})"
+    assert [r.item.split(":")[0] for r in rows] == (["loader"] * len(loader) + ["crop bank"]
+                                                   + ["encoder"] * len(s.photos_encoder_sizes)
+                                                   + ["decoder"] * len(s.photos_decoder_sizes) + [epoch] * 2)
+    assert [r.setting for r in rows[:len(loader)]] == loader
+    first = len(loader) + 1                               # after the loader and crop bank rows
+    encoder = rows[first:first + len(s.photos_encoder_sizes)]
+    decoder = rows[first + len(encoder):-2]
+    assert rows[len(loader)].setting.startswith(f"K {s.photos_bank_k} at {s.photos_epoch_size} px, ")
+    assert [r.setting for r in encoder] == [f"{e} px, batch {s.photos_encoder_batch}" for e in s.photos_encoder_sizes]
+    assert [r.setting for r in decoder] == [f"{d} px, batch {s.photos_decoder_batch}" for d in s.photos_decoder_sizes]
+    assert [r.setting for r in rows[-2:]] == ["cached crop bank", "streaming crops"]
+    units = ["crops/s"] * len(loader) + ["s"] + ["img/s"] * (len(encoder) + len(decoder)) + ["s/epoch"] * 2
+    for row, unit in zip(rows, units, strict=True):
+        value, got = row.result.split(" ", 1)
+        assert got == unit and float(value) > 0, row
+    assert all("CPU" in r.notes and "ms/crop" in r.notes and "generated" in r.notes for r in rows[:len(loader)])
+    assert f"{n}/decoder{s.photos_epoch_size}" in rows[-2].notes
+    assert f"{n}/loader{s.photos_epoch_size} + {n}/encoder{4 * s.photos_epoch_size}" in rows[-1].notes
+    # streaming = the three rates' sum, cached = the decoder alone: streaming is the longer epoch
+    assert float(rows[-1].result.split()[0]) > float(rows[-2].result.split()[0])
+    assert [line.split(":")[0].split(", ")[-1] for line in ctx.summary] == ["cached crop bank", "streaming crops"]
+    assert len(list((tmp_path / "photos-96x64").glob("*.jpg"))) == s.photos_generated
