@@ -48,16 +48,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir (default: the latest run of the model) from its newest "
                         "complete checkpoint, at the exact batch where it stopped")
-    g = p.add_argument_group("photos of any size: a crop bank (docs/data.md, \"Training on photos\")")
+    g = p.add_argument_group("photos of any size: a crop bank or streamed crops (docs/data.md, \"Training on photos\")")
     g.add_argument("--crops-per-photo", type=int, default=None, metavar="K",
                    help="train on K crops of each photo of --data (any size; also a batch folder), at random scales "
                         "and positions drawn from the seed, resized to --image-size, made once by threads and kept "
                         "in memory: N x K x image-size^2 x 3 bytes for N photos (--limit counts photos); "
                         "validation: the largest centered square of each photo. Default: off, images are read whole "
                         "at --image-size")
+    g.add_argument("--stream-crops", action="store_true",
+                   help="effnet_unet: train on fresh random crops of the photos of --data every epoch (batch i of "
+                        "epoch e: the loader's crops drawn from the seed, e and i, mirrored at random, resized to "
+                        "--image-size), the frozen encoder's taps computed for every batch instead of cached; "
+                        "memory: a few batches whatever the folder's size; validation: the largest centered square "
+                        "of each photo. Instead of --crops-per-photo")
     g.add_argument("--crop-scale", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
-                   help="with --crops-per-photo: the crops' area as a fraction of the photo's, drawn from [MIN, MAX] "
-                        f"(default {DEFAULT_SCALE[0]} {DEFAULT_SCALE[1]})")
+                   help="with --crops-per-photo or --stream-crops: the crops' area as a fraction of the photo's, "
+                        f"drawn from [MIN, MAX] (default {DEFAULT_SCALE[0]} {DEFAULT_SCALE[1]})")
     g = p.add_argument_group("checkpoints (each one complete or absent, whatever stops training)")
     g.add_argument("--save-every", type=int, default=None, metavar="N",
                    help="also save a checkpoint every N steps (default: at epoch ends only)")

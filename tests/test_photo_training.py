@@ -1,5 +1,6 @@
 """train.py --crops-per-photo: photos of any size as a fixed bank of crops (loaders.photos.crop_bank,
-training.photo_data), trained through effnet_unet's cached taps, recorded in config.json, resumed exactly."""
+training.photo_data), trained through effnet_unet's cached taps, recorded in config.json, resumed exactly;
+train.py --stream-crops: fresh crops every epoch, their taps computed per batch (training.stream_data)."""
 import pickle
 import shutil
 
@@ -13,11 +14,13 @@ import priors
 import train as train_script
 from cli.errors import run_main
 from conftest import SAMPLE
-from core import runs
+from core import colorspace, runs
+from inference.colorizer import encoder_features
 from loaders import photos
 from loaders.cifar import DataError
 from loaders.photos import LARGEST_SQUARE, FolderSource, PhotoCrops, crop_bank
-from training import photo_data
+from models import effnet_options
+from training import encoder_data, photo_data, stream_data
 
 # (width, height, format): small and large, wide and tall, PNG and JPEG (large enough for reduced decoding)
 PHOTOS = [(50, 30, "png"), (120, 200, "jpg"), (64, 64, "png"), (200, 90, "jpg"), (33, 47, "jpg"), (90, 120, "png")]
@@ -186,3 +189,133 @@ def test_a_folder_without_images_or_with_a_damaged_photo_is_one_line(tmp_path, c
     (tmp_path / "photo.jpg").write_bytes(b"not a jpeg")   # a bank never skips a photo: it would depend on it
     with pytest.raises(DataError, match=r"photo.jpg: not an image"):
         crop_bank(FolderSource(tmp_path), 16, 2, seed=1, report=None)
+
+
+# ---- streamed crops (--stream-crops: training.stream_data) ----------------------------------------
+
+def streamed_photos(folder) -> stream_data.StreamPhotos:
+    return stream_data.StreamPhotos(FolderSource(folder), folder, "train", 16, photos.DEFAULT_SCALE,
+                                    photos.DEFAULT_RATIO)
+
+
+def stream_config(data, batch_size: int) -> dict:
+    """A run's config as train.py --stream-crops --image-size 16 --encoder-size 32 --hints resolves it."""
+    options = {"image_size": 16, **effnet_options.options(16, encoder_size=32, hints=True)}
+    config = {"model": "effnet_unet", "model_options": options,
+              "batch_size": batch_size, "epochs": 3, "steps_per_epoch": None, "seed": 3}
+    config["class_rebalancing"] = stream_data.rebalancing(data, 3)
+    return config
+
+
+def arrays(batch) -> list[np.ndarray]:
+    """((x, *taps, local, global), target) -> the arrays in that order."""
+    return [*batch[0], batch[1]]
+
+
+def test_streamed_batches_are_a_function_of_seed_epoch_and_batch(folder):
+    data = streamed_photos(folder)
+    config = stream_config(data, 2)
+    assert config["class_rebalancing"]["sample"] == "epoch 0's crops of the first 6 photos in epoch 0's order"
+    reading, computing = (stream_data.StreamGenerator(config, data, 3, prefetch=p) for p in (1, 0))
+    assert len(reading) == 3
+    in_order = [arrays(reading.epoch_batch(e, i)) for e in (0, 1) for i in range(3)]   # read ahead, in order
+    backwards = [arrays(computing.epoch_batch(e, i)) for e in (1, 0) for i in (2, 1, 0)][::-1]
+    for got, expected in zip(in_order, backwards):   # another object, other call order: the same batches
+        assert len(got) == 1 + 4 + 2 + 1
+        for a, b in zip(got, expected):
+            assert np.array_equal(a, b)
+    assert not np.array_equal(in_order[0][0], in_order[3][0])                           # epochs differ
+    assert any(b[5].any() for b in in_order) and any(b[6].any() for b in in_order)     # hints were given
+    crops = data.loader(2, 3, flip=True).epoch_batch(1, 2)   # the crops served, mirrored by the loader
+    x, y = colorspace.encode_lab(crops)
+    taps = encoder_features(config, crops, cache=False)
+    served = in_order[5]
+    assert np.array_equal(served[0], x) and np.array_equal(served[-1], encoder_data.targets(config)(y))
+    for got, expected in zip(served[1:5], taps):
+        assert got.dtype == np.float32 and np.array_equal(got, expected.astype(np.float32))
+    reading.close()
+    computing.close()
+
+
+def test_streamed_shards_make_up_the_global_batch(folder):
+    data = streamed_photos(folder)
+    config = stream_config(data, 4)
+    whole = arrays(stream_data.StreamGenerator(config, data, 3, prefetch=0).epoch_batch(2, 0))
+    shards = [arrays(stream_data.StreamGenerator(config, data, 3, shard=(w, 2), prefetch=0).epoch_batch(2, 0))
+              for w in (0, 1)]
+    for k, expected in enumerate(whole):
+        assert shards[0][k].shape[0] == 2
+        got = np.concatenate([shards[0][k], shards[1][k]])
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3, err_msg=str(k))   # taps: float16
+        if not 1 <= k <= 4:   # the crops' L, the hints, the targets: exactly
+            assert np.array_equal(got, expected), k
+
+
+@pytest.fixture(scope="module")
+def stream_run(tmp_path_factory):
+    """A short effnet_unet run with hints on streamed crops of 12 photos (3 batches of 4 per epoch): 2 epochs
+    of 2 steps, a checkpoint at every step, no validation set; a temporary taps cache (nothing is written)."""
+    base = tmp_path_factory.mktemp("stream-run")
+    cache = base / "cache"
+    cache.mkdir()
+    (cache / "weights").symlink_to(priors.CACHE_DIR / "weights")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(priors, "CACHE_DIR", cache)
+        data = make_folder(base / "photos")
+        make_folder(data / "more", seed=10)
+        train("-m", "effnet_unet", "--data", data, "--stream-crops", "--image-size", 16, "--encoder-size", 32,
+              "--epochs", 2, "--steps", 2, "--batch-size", 4, "--hints", "--no-logs", "--seed", 1,
+              "--save-every", 1, "--keep", 4, "--run-dir", base / "run")
+        yield base / "run", data, cache
+
+
+def test_train_records_streamed_crops(stream_run):
+    run_dir, data, cache = stream_run
+    config = runs.load_config(run_dir)
+    assert config["data"]["stream_crops"] is True and config["data"]["n_images"] == 12
+    assert config["data"]["crops"] == {"photos": str(data), "split": "train", "n_photos": 12, "limit": None,
+                                       "scale": [0.08, 1.0], "ratio": [0.75, 4 / 3], "image_size": 16, "flip": True}
+    assert config["data"]["fingerprint"] == stream_data.file_list_fingerprint(FolderSource(data))
+    assert config["class_rebalancing"]["sample"] == "epoch 0's crops of the first 12 photos in epoch 0's order"
+    assert config["val_data"] is None and config["model_options"]["decay_steps"] == 2 * 2
+    assert runs.load_state(run_dir)["step"] == 4 and (run_dir / "samples" / "epoch-002.jpg").exists()
+    assert not list(cache.glob("features/*"))   # no taps cached
+
+
+def test_a_streamed_run_resumes_exactly_and_refuses_other_crops_or_photos(stream_run, tmp_path, capsys):
+    run_dir, data, cache = stream_run
+    stopped = tmp_path / "stopped"   # the run as if stopped after step 1, in the middle of epoch 1
+    shutil.copytree(run_dir, stopped)
+    for checkpoint in (stopped / "checkpoints").glob("step-*"):
+        if int(checkpoint.name.removeprefix("step-")) > 1:
+            shutil.rmtree(checkpoint)
+    for option, message in ((["--crops-per-photo", 3], "was trained on streamed crops (--stream-crops)"),
+                            (["--crop-scale", 0.5, 1], "was trained with --crop-scale 0.08 1")):
+        train("-m", "effnet_unet", "--resume", "--run-dir", stopped, *option, expect=2)
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and message in err, err
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(priors, "CACHE_DIR", cache)
+        patch.setattr(stream_data, "rebalancing", None)   # read from config.json, not measured again
+        train("-m", "effnet_unet", "--resume", "--run-dir", stopped, "--stream-crops")
+    assert "continuing epoch 1 at batch 2" in capsys.readouterr().out and runs.load_state(stopped)["step"] == 4
+    got, expected = weights(stopped), weights(run_dir)
+    assert got.keys() == expected.keys() and len(got) > 10
+    for key in expected:   # the crops, flips, taps and hints of the run never stopped: the same weights
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    size = (data / "img-1.jpg").stat().st_size
+    Image.fromarray(photo(120, 200, seed=99)).save(data / "img-1.jpg")     # a photo replaced (names and count kept)
+    assert (data / "img-1.jpg").stat().st_size != size
+    train("-m", "effnet_unet", "--resume", "--run-dir", stopped, "--epochs", 3, expect=2)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "the photos changed since the run started" in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-m", "effnet_unet", "--stream-crops", "--crops-per-photo", "2"], "two ways of training on photos: use one"),
+    (["-m", "unet", "--stream-crops"], "only effnet_unet supports it, not unet"),
+])
+def test_bad_stream_options_are_one_line(argv, message, capsys):
+    assert run_main(train_script.main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err, err

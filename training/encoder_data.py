@@ -54,7 +54,9 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
         given.setdefault("learning_rate", INIT_LEARNING_RATE)
         _check_same_architecture(init_config, given, args.init)
     batch = args.batch_size or 32
-    steps = math.ceil(len(train) / batch) if args.steps is None else min(args.steps, math.ceil(len(train) / batch))
+    # Streamed crops (training.stream_data) serve full batches only; a data set's last batch may be smaller.
+    per_epoch = train.batches_per_epoch(batch) if hasattr(train, "batches_per_epoch") else math.ceil(len(train) / batch)
+    steps = per_epoch if args.steps is None else min(args.steps, per_epoch)
     given["decay_steps"] = steps * (args.epochs if args.epochs is not None else 5)   # cosine decay over the run
     return effnet_unet.options(args.image_size, **given)
 
@@ -160,13 +162,18 @@ def rebalancing(train: ImageSet) -> dict:
     """Class rebalancing of the classification head from the training images, for config.json."""
     _, y = colorspace.encode_lab(train.images)
     ab = y * np.float32(255) - np.float32(128)                       # (N, S, S, 2) ab units
+    return rebalancing_record(ab_bins.empirical_distribution(ab, ab_bins.gamut_bins()))
+
+
+def rebalancing_record(p: np.ndarray, **notes) -> dict:
+    """config.json's class_rebalancing from the empirical distribution ``p`` (Q,) of the training pixels
+    over the gamut bins; ``notes`` (such as how the pixels were sampled) are recorded beside it."""
     bins = ab_bins.gamut_bins()
-    p = ab_bins.empirical_distribution(ab, bins)
     return {"lambda": ab_bins.LAMBDA, "sigma": ab_bins.SIGMA, "n_bins": len(bins),
-            "weights": [round(float(w), 6) for w in ab_bins.rebalancing_weights(p, bins)]}
+            "weights": [round(float(w), 6) for w in ab_bins.rebalancing_weights(p, bins)], **notes}
 
 
-def _targets(config: dict):
+def targets(config: dict):
     """The generator's target_transform: packed soft targets (classification), or None (regression)."""
     if config["model_options"]["head"] != "classification":
         return None
@@ -217,13 +224,17 @@ def generators(config: dict, train: ImageSet, val: ImageSet | None, seed: int):
     print("encoder features of the training images, and of their mirror images (for flips):")
     taps = encoder_features(config, train.images, verbose=True)
     mirrored = encoder_features(config, train.images, flip=True, verbose=True)
-    targets = _targets(config)
     kind = HintGenerator if config["model_options"].get("hints") else CifarGenerator
-    train_gen = kind(train, config["batch_size"], "features", shuffle=True, prior=taps,
-                               flip_prior=mirrored, target_transform=targets, seed=seed)
+    train_gen = kind(train, config["batch_size"], "features", shuffle=True, prior=taps, flip_prior=mirrored,
+                     target_transform=targets(config), seed=seed)
     if val is None:
         return train_gen, None, taps
+    return train_gen, *val_generator(config, val)
+
+
+def val_generator(config: dict, val: ImageSet):
+    """(validation generator, its taps): a fixed set, its taps cached; hints drawn as at every evaluation."""
     val_taps = encoder_features(config, val.images, verbose=True)
-    val_gen = kind(val, config["batch_size"], "features", shuffle=False, prior=val_taps,
-                             target_transform=targets)
-    return train_gen, val_gen, val_taps
+    kind = HintGenerator if config["model_options"].get("hints") else CifarGenerator
+    return kind(val, config["batch_size"], "features", shuffle=False, prior=val_taps,
+                target_transform=targets(config)), val_taps

@@ -24,13 +24,22 @@ from pathlib import Path
 from core.runs import RunError
 from loaders import photos
 from loaders.cifar import DataError, ImageSet, data_source, relative
+from models import get_spec
 
 CENTER = "largest centered square"   # the record of validation crops (config.json's val_data "crop")
 
 
 def check_options(args) -> None:
-    """RunError (one line) for --crops-per-photo and --crop-scale values that make no bank; before Keras."""
+    """RunError (one line) for --crops-per-photo, --stream-crops and --crop-scale values that make no crops;
+    before Keras."""
     k, scale = getattr(args, "crops_per_photo", None), getattr(args, "crop_scale", None)
+    stream = getattr(args, "stream_crops", False)
+    if stream and k is not None:
+        raise RunError("--stream-crops (fresh crops every epoch) and --crops-per-photo (a fixed bank of crops) are two "
+                       "ways of training on photos: use one")
+    if stream and get_spec(args.model).prior != "encoder":
+        raise RunError(f"--stream-crops computes effnet_unet's encoder taps of every batch: only effnet_unet supports "
+                       f"it, not {args.model} (use --crops-per-photo K)")
     if k is not None and k < 1:
         raise RunError(f"--crops-per-photo must be at least 1, got {k}")
     if scale is None:
@@ -40,8 +49,8 @@ def check_options(args) -> None:
         raise RunError(f"--crop-scale MIN MAX are fractions of the photo's area, in (0, 1]; got {low:g} {high:g}")
     if low > high:
         raise RunError(f"--crop-scale MIN MAX: MIN {low:g} is above MAX {high:g}")
-    if k is None and not getattr(args, "resume", False):
-        raise RunError("--crop-scale sets the scales of a crop bank: add --crops-per-photo K")
+    if k is None and not stream and not getattr(args, "resume", False):
+        raise RunError("--crop-scale sets the scales of the crops: add --crops-per-photo K or --stream-crops")
 
 
 def train_data(args, seed: int) -> ImageSet:
@@ -92,16 +101,23 @@ def reload(data_record: dict, image_size: int, seed: int) -> ImageSet:
 
 
 def check_resume(args, config: dict, run_dir: Path) -> None:
-    """RunError if --resume is given another --crops-per-photo or --crop-scale than the run's: other
-    crops would be other batches, and a resume continues with the run's own."""
-    bank = config["data"].get("crop_bank")
+    """RunError if --resume is given another --crops-per-photo, --stream-crops or --crop-scale than the run's:
+    other crops would be other batches, and a resume continues with the run's own."""
+    data = config["data"]
+    bank = data.get("crop_bank")
+    streamed = data.get("crops") if data.get("stream_crops") else None   # training.stream_data's record
     k, scale = getattr(args, "crops_per_photo", None), getattr(args, "crop_scale", None)
     if k is not None and k != (bank or {}).get("crops_per_photo"):
-        had = f"{bank['crops_per_photo']} crops per photo" if bank else "whole images (no --crops-per-photo)"
+        had = (f"{bank['crops_per_photo']} crops per photo" if bank else "streamed crops (--stream-crops)" if streamed
+               else "whole images (no --crops-per-photo)")
         raise RunError(f"{run_dir} was trained on {had}; --resume keeps its data (drop --crops-per-photo, or "
                        "start a new run)")
-    if scale is not None and (bank is None or [float(v) for v in scale] != bank["scale"]):
-        had = f"--crop-scale {bank['scale'][0]:g} {bank['scale'][1]:g}" if bank else "no crop bank"
+    if getattr(args, "stream_crops", False) and not streamed:
+        raise RunError(f"{run_dir} was not trained on streamed crops; --resume keeps its data (drop --stream-crops, "
+                       "or start a new run)")
+    crops = bank or streamed
+    if scale is not None and (crops is None or [float(v) for v in scale] != crops["scale"]):
+        had = f"--crop-scale {crops['scale'][0]:g} {crops['scale'][1]:g}" if crops else "whole images (no crops)"
         raise RunError(f"{run_dir} was trained with {had}; --resume keeps its data (drop --crop-scale, or start "
                        "a new run)")
 

@@ -22,7 +22,7 @@ from core.tblog import SummaryWriter
 from inference import data_color_space
 from loaders.cifar import CifarGenerator, ImageSet, load_data
 from models import build_model, get_spec, set_jit
-from training import checkpointing, distribute, encoder_data, photo_data
+from training import checkpointing, distribute, encoder_data, photo_data, stream_data
 
 # --mixed-precision value -> Keras dtype policy (models.PRECISIONS), recorded in config.json
 MIXED_PRECISION = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -140,7 +140,7 @@ def new_config(args, spec, train, val, init_config: dict | None = None) -> dict:
     config = {
         "model": spec.name,
         "model_options": options,
-        "data": data_record(train, args.data, args.split, **_bank_record(args, train)),
+        "data": data_record(train, args.data, args.split, **_crops_record(args, train)),
         "val_data": None if val is None else data_record(val, *_val_source(args), **_val_crop(args)),
         "epochs": args.epochs if args.epochs is not None else 5,
         "batch_size": args.batch_size or 32,
@@ -162,7 +162,8 @@ def new_config(args, spec, train, val, init_config: dict | None = None) -> dict:
     if spec.trainer == "gan":
         config["sample_every"] = args.sample_every or 100
     if spec.prior == "encoder" and options["head"] == "classification":
-        config["class_rebalancing"] = encoder_data.rebalancing(train)
+        config["class_rebalancing"] = (stream_data.rebalancing(train, config["seed"]) if _streamed(train)
+                                       else encoder_data.rebalancing(train))
     if init_config is not None:   # where the weights started from
         config["init"] = {"run_dir": str(args.init), "created": init_config.get("created"),
                           "data": init_config.get("data", {}).get("description"),
@@ -177,19 +178,33 @@ def _with_seed(args):
     return argparse.Namespace(**{**vars(args), "seed": random.SystemRandom().randrange(2**31)})
 
 
-def load_train(args) -> ImageSet:
-    """The training images: read whole at --image-size, or with --crops-per-photo a crop bank of the photos."""
+def load_train(args) -> ImageSet | stream_data.StreamPhotos:
+    """The training images: read whole at --image-size, with --crops-per-photo a crop bank of the photos,
+    with --stream-crops the photos themselves (their crops are made batch by batch)."""
+    if getattr(args, "stream_crops", False):
+        return stream_data.train_data(args)
     if getattr(args, "crops_per_photo", None):
         return photo_data.train_data(args, args.seed)
     return load_data(args.data, args.split, args.image_size, args.limit)
 
 
-def _bank_record(args, train: ImageSet) -> dict:
+def _streamed(train) -> bool:
+    return isinstance(train, stream_data.StreamPhotos)
+
+
+def _crops_record(args, train) -> dict:
+    if _streamed(train):
+        return stream_data.record(train)
     return {"crop_bank": photo_data.record(args, train)} if getattr(args, "crops_per_photo", None) else {}
 
 
+def _photo_crops(args) -> bool:
+    """Whether the run trains on crops of photos (then validation is the largest centered square of each)."""
+    return bool(getattr(args, "crops_per_photo", None) or getattr(args, "stream_crops", False))
+
+
 def _val_crop(args) -> dict:
-    return {"crop": photo_data.CENTER} if getattr(args, "crops_per_photo", None) else {}
+    return {"crop": photo_data.CENTER} if _photo_crops(args) else {}
 
 
 def _val_source(args) -> tuple[Path | None, str]:
@@ -206,7 +221,7 @@ def load_val(args, train_path_given: bool, image_size: int):
         path, split = None, "train"
     else:
         return None
-    if getattr(args, "crops_per_photo", None):   # photos of any size: the largest centered square of each
+    if _photo_crops(args):   # photos of any size: the largest centered square of each
         return photo_data.val_data(path, split, image_size)
     return load_data(path, split, image_size, None, kind="val", announce=False)
 
@@ -237,7 +252,7 @@ def prepare_run(args):
             # The optimizer state differs (a loss-scale optimizer under float16): keep the run's choice.
             raise runs.RunError(f"{run_dir} was trained with precision {recorded}; --resume keeps it "
                                 "(drop --mixed-precision, or start a new run)")
-        photo_data.check_resume(args, config, Path(run_dir))
+        photo_data.check_resume(args, config, Path(run_dir))   # crop banks and streamed crops
         return config, Path(run_dir)
     return None, None
 
@@ -251,6 +266,8 @@ def _precision_note(precision: str) -> None:
 
 
 def _reload(record: dict, image_size: int, seed: int):
+    if stream_data.is_streamed(record):   # the photos reopened, checked to be the run's
+        return stream_data.reload(record)
     if photo_data.is_cropped(record):   # a crop bank: rebuilt, and checked to be the run's
         return photo_data.reload(record, image_size, seed)
     data = load_data(Path(record["path"]) if record["path"] else None, record["split"], image_size, None,
@@ -326,15 +343,26 @@ def _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state,
 
 
 def _train_on_features(spec, config, run_dir, train, val, state, writer, strategy) -> int:
-    """effnet_unet: the decoder trained on the frozen encoder's cached taps (training/encoder_data.py)."""
+    """effnet_unet: the decoder trained on the frozen encoder's taps, cached (training/encoder_data.py) or
+    computed per batch of streamed crops (training/stream_data.py)."""
     from training import fit as trainer
 
-    train_gen, val_gen, sample_taps = encoder_data.generators(config, train, val, config["seed"])
-    samples = trainer.SampleBatch.take(val if val is not None else train, sample_taps)
-    with distribute.scope(strategy):
-        built = _build(spec, config, strategy)
-        encoder_data.start_encoder(built, config)   # fine-tuning: ImageNet blocks, unless restored or --init below
-        return _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer)
+    if _streamed(train):
+        # Every worker of --strategy multiworker computes the whole global batch and Keras keeps its slice, as
+        # for every fit model; StreamGenerator's shard= would spare the rest (stream_data's docstring).
+        train_gen, val_gen, sample_taps, sample_set = stream_data.generators(config, train, val, config["seed"])
+    else:
+        train_gen, val_gen, sample_taps = encoder_data.generators(config, train, val, config["seed"])
+        sample_set = val if val is not None else train
+    samples = trainer.SampleBatch.take(sample_set, sample_taps)
+    try:
+        with distribute.scope(strategy):
+            built = _build(spec, config, strategy)
+            encoder_data.start_encoder(built, config)   # fine-tuning: ImageNet blocks, unless restored or --init below
+            return _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer)
+    finally:
+        if _streamed(train):   # stop the read-ahead and the crop workers
+            train_gen.close()
 
 
 def _write_summary(model, run_dir: Path) -> None:
