@@ -3,6 +3,7 @@ training.photo_data), trained through effnet_unet's cached taps, recorded in con
 train.py --stream-crops: fresh crops every epoch, their taps computed per batch (training.stream_data)."""
 import pickle
 import shutil
+from pathlib import Path
 
 import cv2
 import h5py
@@ -140,13 +141,18 @@ def weights(run_dir) -> dict[str, np.ndarray]:
     return out
 
 
-def test_resume_rebuilds_the_same_bank_exactly_and_refuses_other_crops_or_photos(bank_run, tmp_path, capsys):
-    run_dir, data, cache = bank_run
-    stopped = tmp_path / "stopped"   # the run as if stopped after step 1, in the middle of epoch 1
-    shutil.copytree(run_dir, stopped)
-    for checkpoint in (stopped / "checkpoints").glob("step-*"):
+def stopped_after_step_1(run_dir: Path, copy: Path) -> Path:
+    """A copy of ``run_dir`` as if stopped after step 1, in the middle of epoch 1 (its later checkpoints removed)."""
+    shutil.copytree(run_dir, copy)
+    for checkpoint in (copy / "checkpoints").glob("step-*"):
         if int(checkpoint.name.removeprefix("step-")) > 1:
             shutil.rmtree(checkpoint)
+    return copy
+
+
+def test_resume_rebuilds_the_same_bank_exactly_and_refuses_other_crops_or_photos(bank_run, tmp_path, capsys):
+    run_dir, data, cache = bank_run
+    stopped = stopped_after_step_1(run_dir, tmp_path / "stopped")
     for option, message in ((["--crops-per-photo", 3], "was trained on 2 crops per photo"),
                             (["--crop-scale", 0.5, 1], "was trained with --crop-scale 0.08 1")):
         train("-m", "effnet_unet", "--resume", "--run-dir", stopped, *option, expect=2)
@@ -284,11 +290,7 @@ def test_train_records_streamed_crops(stream_run):
 
 def test_a_streamed_run_resumes_exactly_and_refuses_other_crops_or_photos(stream_run, tmp_path, capsys):
     run_dir, data, cache = stream_run
-    stopped = tmp_path / "stopped"   # the run as if stopped after step 1, in the middle of epoch 1
-    shutil.copytree(run_dir, stopped)
-    for checkpoint in (stopped / "checkpoints").glob("step-*"):
-        if int(checkpoint.name.removeprefix("step-")) > 1:
-            shutil.rmtree(checkpoint)
+    stopped = stopped_after_step_1(run_dir, tmp_path / "stopped")
     for option, message in ((["--crops-per-photo", 3], "was trained on streamed crops (--stream-crops)"),
                             (["--crop-scale", 0.5, 1], "was trained with --crop-scale 0.08 1")):
         train("-m", "effnet_unet", "--resume", "--run-dir", stopped, *option, expect=2)
