@@ -150,14 +150,19 @@ def stopped_after_step_1(run_dir: Path, copy: Path) -> Path:
     return copy
 
 
-def test_resume_rebuilds_the_same_bank_exactly_and_refuses_other_crops_or_photos(bank_run, tmp_path, capsys):
-    run_dir, data, cache = bank_run
-    stopped = stopped_after_step_1(run_dir, tmp_path / "stopped")
-    for option, message in ((["--crops-per-photo", 3], "was trained on 2 crops per photo"),
-                            (["--crop-scale", 0.5, 1], "was trained with --crop-scale 0.08 1")):
+def assert_resume_refused(stopped: Path, capsys, *refusals: tuple[list, str]) -> None:
+    """Each (options, message): ``--resume`` of ``stopped`` with those options stops with one line saying it."""
+    for option, message in refusals:
         train("-m", "effnet_unet", "--resume", "--run-dir", stopped, *option, expect=2)
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and message in err, err
+
+
+def test_resume_rebuilds_the_same_bank_exactly_and_refuses_other_crops_or_photos(bank_run, tmp_path, capsys):
+    run_dir, data, cache = bank_run
+    stopped = stopped_after_step_1(run_dir, tmp_path / "stopped")
+    assert_resume_refused(stopped, capsys, (["--crops-per-photo", 3], "was trained on 2 crops per photo"),
+                          (["--crop-scale", 0.5, 1], "was trained with --crop-scale 0.08 1"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(priors, "CACHE_DIR", cache)
         train("-m", "effnet_unet", "--resume", "--run-dir", stopped)
@@ -291,11 +296,9 @@ def test_train_records_streamed_crops(stream_run):
 def test_a_streamed_run_resumes_exactly_and_refuses_other_crops_or_photos(stream_run, tmp_path, capsys):
     run_dir, data, cache = stream_run
     stopped = stopped_after_step_1(run_dir, tmp_path / "stopped")
-    for option, message in ((["--crops-per-photo", 3], "was trained on streamed crops (--stream-crops)"),
-                            (["--crop-scale", 0.5, 1], "was trained with --crop-scale 0.08 1")):
-        train("-m", "effnet_unet", "--resume", "--run-dir", stopped, *option, expect=2)
-        err = capsys.readouterr().err.strip()
-        assert "\n" not in err and message in err, err
+    assert_resume_refused(stopped, capsys,
+                          (["--crops-per-photo", 3], "was trained on streamed crops (--stream-crops)"),
+                          (["--crop-scale", 0.5, 1], "was trained with --crop-scale 0.08 1"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(priors, "CACHE_DIR", cache)
         patch.setattr(stream_data, "rebalancing", None)   # read from config.json, not measured again
