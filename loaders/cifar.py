@@ -415,17 +415,20 @@ def data_source(path: Path | None, split: str, kind: str = "train", announce: bo
     return path, split
 
 
+def check_limit(limit: int | None) -> None:
+    """DataError (one line) for a --limit that selects nothing; None: no limit."""
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit must be positive, got {limit}")
+
+
 def load_data(path: Path | None, split: str, image_size: int, limit: int | None, kind: str = "train",
               announce: bool = True) -> ImageSet:
     """The images at ``path`` (``split`` for batch folders), or the default data when ``path`` is None;
     the first ``limit`` only. ``announce`` says so when the bundled sample stands in for CIFAR-10."""
+    check_limit(limit)
     path, split = data_source(path, split, kind, announce)
     data = load_images(path, split, image_size)
-    if limit is not None:
-        if limit < 1:
-            raise DataError(f"--limit must be positive, got {limit}")
-        data = data.subset(limit)
-    return data
+    return data if limit is None else data.subset(limit)
 
 
 def __getattr__(name: str):

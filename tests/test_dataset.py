@@ -224,3 +224,12 @@ def test_export_cli_writes_original_names(tmp_path, sample_val):
     files = sorted(p.name for p in (tmp_path / "png").iterdir())
     assert len(files) == 12 and "img-0-automobile.png" in files
     assert script.main(["export", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_limit_that_selects_nothing_is_one_clear_error_before_any_reading(tmp_path):
+    """loaders.cifar.check_limit, which the crop bank and streamed crops call too: said before the folder is read."""
+    for limit in (0, -3):
+        with pytest.raises(cifar.DataError, match=r"--limit must be positive, got -?\d"):
+            cifar.load_data(tmp_path / "missing", "train", 32, limit)   # a missing folder would be another error
+    cifar.check_limit(None)
+    cifar.check_limit(1)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from core.runs import RunError
 from loaders import photos
-from loaders.cifar import DataError, ImageSet, data_source, relative
+from loaders.cifar import DataError, ImageSet, check_limit, data_source, relative
 from models import get_spec
 
 CENTER = "largest centered square"   # the record of validation crops (config.json's val_data "crop")
@@ -55,10 +55,9 @@ def check_options(args) -> None:
 
 def train_data(args, seed: int) -> ImageSet:
     """The crop bank of --data (or the default data) as train.py's arguments ask, drawn from ``seed``."""
-    if args.limit is not None and args.limit < 1:
-        raise DataError(f"--limit must be positive, got {args.limit}")
+    check_limit(args.limit)
     path, split = data_source(args.data, args.split, "train")
-    return _bank(path, split, args.image_size, args.crops_per_photo, _scale(args.crop_scale), photos.DEFAULT_RATIO,
+    return _bank(path, split, args.image_size, args.crops_per_photo, crop_scale(args), photos.DEFAULT_RATIO,
                  seed, args.limit)
 
 
@@ -73,7 +72,7 @@ def record(args, data: ImageSet) -> dict:
     path, split = data_source(args.data, args.split, "train", announce=False)
     k = args.crops_per_photo
     return {"photos": str(path), "split": split, "n_photos": len(data) // k, "crops_per_photo": k,
-            "scale": list(_scale(args.crop_scale)), "ratio": list(photos.DEFAULT_RATIO), "image_size": args.image_size}
+            "scale": list(crop_scale(args)), "ratio": list(photos.DEFAULT_RATIO), "image_size": args.image_size}
 
 
 def is_cropped(data_record: dict) -> bool:
@@ -122,8 +121,9 @@ def check_resume(args, config: dict, run_dir: Path) -> None:
                        "a new run)")
 
 
-def _scale(crop_scale) -> tuple[float, float]:
-    return photos.DEFAULT_SCALE if crop_scale is None else (float(crop_scale[0]), float(crop_scale[1]))
+def crop_scale(args) -> tuple[float, float]:
+    """--crop-scale as (MIN, MAX), or the loader's default range."""
+    return photos.DEFAULT_SCALE if args.crop_scale is None else (float(args.crop_scale[0]), float(args.crop_scale[1]))
 
 
 def _bank(path: Path, split: str, image_size: int, k: int, scale: tuple, ratio: tuple, seed: int,

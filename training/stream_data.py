@@ -54,8 +54,8 @@ import numpy as np
 from core import ab_bins, colorspace, hints
 from inference.colorizer import encoder_features, encoder_setup
 from loaders import photos
-from loaders.cifar import DataError, ImageSet, data_source, relative
-from training import checkpointing, encoder_data
+from loaders.cifar import DataError, ImageSet, check_limit, data_source, relative
+from training import checkpointing, encoder_data, photo_data
 
 # Class rebalancing's sample (recorded in config.json): epoch 0's crops of the first REBALANCING_PHOTOS
 # photos in epoch 0's order (the crops epoch 0 trains on first), every k-th pixel each way with
@@ -264,12 +264,10 @@ def is_streamed(data_record: dict) -> bool:
 def train_data(args) -> StreamPhotos:
     """The photos of --data (or the default data) as train.py's arguments ask; a one-line DataError for a
     folder without images or with fewer photos than one batch, before the run folder is made."""
-    if args.limit is not None and args.limit < 1:
-        raise DataError(f"--limit must be positive, got {args.limit}")
+    check_limit(args.limit)
     path, split = data_source(args.data, args.split, "train")
-    scale = photos.DEFAULT_SCALE if args.crop_scale is None else args.crop_scale
-    data = StreamPhotos(photos.open_source(path, split), path, split, args.image_size, scale, photos.DEFAULT_RATIO,
-                        args.limit)
+    data = StreamPhotos(photos.open_source(path, split), path, split, args.image_size, photo_data.crop_scale(args),
+                        photos.DEFAULT_RATIO, args.limit)
     data.loader(args.batch_size or 32, 0)   # checks the count and options now; decodes nothing
     return data
 
