@@ -49,7 +49,6 @@ from cli.options import add_decoding_args, add_runtime_args, decoding, describe_
 from core import runs
 from core.stopping import GracefulStop, signal_name
 from inference import MissingLabelError, photos
-from inference.fullres import WORK_LONG_SIDE
 from inference.pretrained import load_run
 from loaders.cifar import CLASS_NAMES, MAX_PIXELS
 from models import MODEL_NAMES, SHIPPED_MODEL, get_spec
@@ -81,8 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="clips: colorize each frame alone instead of carrying colors along the motion "
                         "(for comparison: the colors flicker)")
     p.add_argument("--work-size", type=int, default=None, metavar="N",
-                   help=f"the long side of the size the network works at, aspect ratio kept: effnet_unet (default "
-                        f"{WORK_LONG_SIDE}; a multiple of 8), unet and gan (a multiple of 32; default: their 32 x 32); "
+                   help="the long side of the size the network works at, aspect ratio kept: effnet_unet (a multiple "
+                        "of 8; default: the run's, config.json work_size, else its training size: 32 for the "
+                        "shipped run), unet and gan (a multiple of 32; default: their 32 x 32); "
                         "the other models work at 32 x 32 only")
     add_decoding_args(p)
     add_runtime_args(p)

@@ -255,7 +255,7 @@ def _hinted(args, colorizer, paths: list[Path] | None) -> int:
         result = hinted.score_images(colorizer, images, counts, args.hint_seed, reference, args.work_size,
                                      progress=lambda i: print(f"  {i}/{len(paths)} photos", flush=True))
         result["data"] = {"photos": str(args.photos), "n_images": len(paths), "max_side": args.max_side,
-                          "work_size": args.work_size}
+                          "work_size": colorizer.used_work_size(args.work_size)}
         if args.figure is not None:
             images = (hinted.shrink(photos.read_full(p), args.max_side) for p in paths)
             save_image(hinted.figure(colorizer, images, args.hints[0], args.hint_seed, args.work_size), args.figure)

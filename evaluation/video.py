@@ -229,7 +229,7 @@ def evaluate_clips(colorizer, clips: list[Path], modes=("frame", "stable"), long
     from evaluation.videoset import load_meta
     from inference.video import Stabilization, read_frames
     settings = settings or Stabilization()
-    doc = {"modes": list(modes), "work_size": long_side, "warping": warping,
+    doc = {"modes": list(modes), "work_size": colorizer.used_work_size(long_side), "warping": warping,
            "settings": dataclasses.asdict(settings), "clips": {}}
     for clip in map(Path, clips):
         json_path = meta_path(clip)

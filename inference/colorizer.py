@@ -70,6 +70,16 @@ def _bool_default(config: dict, run_dir, key: str) -> bool:
     return value
 
 
+def _work_size(config: dict, run_dir, image_size: int) -> int:
+    """The run's default working size (config.json ``work_size``, absent: its training size)."""
+    value = config.get("work_size", image_size)
+    if isinstance(value, bool) or not isinstance(value, int) or value < fullres.WORK_MULTIPLE \
+            or value % fullres.WORK_MULTIPLE:
+        raise DecodingError(f"{run_dir}/config.json: work_size must be a multiple of {fullres.WORK_MULTIPLE} of at "
+                            f"least {fullres.WORK_MULTIPLE}, got {value!r}; the run folder is damaged")
+    return value
+
+
 class Colorizer:
     """Wraps the network that maps gray input to color (the GAN's generator)."""
 
@@ -99,6 +109,9 @@ class Colorizer:
         # square of the long side, bring its chroma to the working shape and average the two (working_ab).
         # Off unless config.json says "square_view": true (the shipped run: measured on the photo set).
         self.square_view = _bool_default(config, run_dir, "square_view")
+        # The long side photos are colorized at by default (flexible networks): config.json "work_size", else
+        # the run's training size (a run trained on 64-pixel crops works at 64, the shipped run at 32).
+        self.work_size = _work_size(config, run_dir, self.image_size)
         self.note = None   # set by inference.pretrained.load_run when the shipped run stands in
         # Whether the network takes color hints (core.hints): local points and a global reference.
         self.takes_hints = bool(self.options.get("hints"))
@@ -148,11 +161,18 @@ class Colorizer:
 
     def working_shape(self, full_hw: tuple[int, int], long_side: int | None = None) -> tuple[int, int]:
         """The size (h, w) the network colorizes a photo of full_hw at (inference.fullres): effnet_unet at
-        the photo's aspect ratio, long side ``long_side`` (default WORK_LONG_SIDE); unet and the GAN so
+        the photo's aspect ratio, long side ``long_side`` (default: the run's ``work_size``); unet and the GAN so
         only when ``long_side`` is given; else the training size (the photo squashed)."""
         if self.fixed_size_note(long_side) is not None or (long_side is None and not self.flexible_size):
             return self.image_size, self.image_size
-        return fullres.working_shape(full_hw, long_side or fullres.WORK_LONG_SIDE, self.work_multiple)
+        return fullres.working_shape(full_hw, long_side or self.work_size, self.work_multiple)
+
+    def used_work_size(self, long_side: int | None = None) -> int | None:
+        """The long side photos are colorized at for a --work-size of ``long_side`` (what a result file
+        records); None where they are squashed to the training size."""
+        if self.fixed_size_note(long_side) is not None or (long_side is None and not self.flexible_size):
+            return None
+        return long_side or self.work_size
 
     def network_for(self, shape: tuple[int, int]):
         """The network for inputs of (h, w): the run's own, or the same weights built for that size."""
@@ -182,7 +202,7 @@ class Colorizer:
         whose a, b histograms the result is moved toward when there are no points (core.hints.match_reference),
         the same as a core.hints.Reference, or its distribution (Q,) alone (the global hint, no matching).
         Both need a run trained with hints. ``long_side``: the working size (flexible networks; default
-        inference.fullres.WORK_LONG_SIDE). ``label``: fusion_label's class. Returns (colorized, the gray
+        the run's ``work_size``). ``label``: fusion_label's class. Returns (colorized, the gray
         input or None) -- gray with ``with_gray``.
         """
         rgb = np.asarray(rgb, np.uint8)

@@ -5,8 +5,9 @@ CIE LAB) is used, recombined with the photo's own full-resolution lightness L, s
 the photo's size, lightness and detail.
 
 - **Working size**: fully convolutional networks (``Colorizer.work_multiple``) see the photo at its
-  own aspect ratio: effnet_unet always, its long side ``WORK_LONG_SIDE`` pixels unless asked
-  otherwise (a multiple of 8: the encoder's deepest tap has stride 32 at 4x); unet and the GAN's
+  own aspect ratio: effnet_unet always, its long side the run's working size unless asked otherwise
+  (``Colorizer.work_size``: config.json ``work_size``, else the size the run was trained at; a multiple
+  of 8: the encoder's deepest tap has stride 32 at 4x); unet and the GAN's
   generator when a working size is asked for (multiples of 32). Otherwise a network sees the photo
   squashed to its training size (32 x 32), and the stretch is undone when the chroma comes back.
   A run whose config.json says ``"square_view": true`` (the shipped one) also colorizes a non-square
@@ -36,13 +37,10 @@ import numpy as np
 from core import colorspace, guided
 
 STRIP_PIXELS = 1 << 20      # full-size work is done in strips of about this many pixels (~12 MB float32 LAB)
-WORK_LONG_SIDE = 32         # default working size of flexible networks, the long side: measured on the photo set
-                            # (docs/photos.md, Photos at full resolution: at 32 better than 64 on pooled PSNR
-                            # and SSIM, no hints)
 WORK_MULTIPLE = 8           # working sides are multiples of this
 
 
-def working_shape(full_hw: tuple[int, int], long_side: int = WORK_LONG_SIDE,
+def working_shape(full_hw: tuple[int, int], long_side: int,
                   multiple: int = WORK_MULTIPLE) -> tuple[int, int]:
     """(h, w) for a photo of (H, W): the aspect ratio kept, the long side ``long_side`` (never more
     than the photo's own, rounded up), both sides multiples of ``multiple`` and at least that."""

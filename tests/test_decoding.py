@@ -5,7 +5,7 @@ import pytest
 
 from cli.errors import run_main
 from conftest import built_run
-from core import ab_bins
+from core import ab_bins, runs
 from inference import Colorizer
 from inference.colorizer import DecodingError
 from models import MODEL_NAMES
@@ -71,12 +71,29 @@ def test_a_run_can_turn_flips_on_by_default_and_the_tools_can_turn_them_off(tmp_
     np.testing.assert_allclose(flipped.set_decoding(flip_average=False).colorize(images), one_pass, atol=1e-6)
 
 
-def test_a_bad_flip_default_in_config_json_is_one_line(tmp_path_factory, tmp_path, capsys):
+@pytest.mark.parametrize("bad, message", [({"flip_average": "yes"}, "flip_average must be true or false, got 'yes'"),
+                                          ({"work_size": 30}, "work_size must be a multiple of 8 of at least 8, got 3"),
+                                          ({"work_size": "64"}, "work_size must be a multiple of 8")])
+def test_a_bad_decoding_default_in_config_json_is_one_line(tmp_path_factory, tmp_path, capsys, bad, message):
     import predict
-    run_dir = _copied_run(tmp_path_factory, tmp_path, flip_average="yes")
+    run_dir = _copied_run(tmp_path_factory, tmp_path, **bad)
     assert run_main(predict.main, ["-m", "unet", "--run-dir", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "flip_average must be true or false, got 'yes'" in err, err
+    assert "\n" not in err and message in err, err
+
+
+def test_the_working_size_is_the_runs(tmp_path_factory, tmp_path):
+    """A flexible run colorizes photos at its training size unless config.json says "work_size" (the shipped
+    run: 32); --work-size (long_side) still wins."""
+    shipped = Colorizer.from_run(runs.ROOT / "pretrained" / "effnet_unet")
+    assert shipped.work_size == 32 and shipped.working_shape((300, 451)) == (24, 32)
+    assert shipped.used_work_size() == 32 and shipped.used_work_size(64) == 64     # what result files record
+    unet = Colorizer.from_run(built_run(tmp_path_factory, "unet"))
+    assert unet.used_work_size() is None and unet.used_work_size(64) == 64       # None: squashed to 32 x 32
+    chosen = Colorizer({**shipped.config, "work_size": 64}, run_dir=shipped.run_dir)
+    assert chosen.working_shape((300, 451)) == (40, 64) and chosen.working_shape((300, 451), 32) == (24, 32)
+    trained_at_48 = {**shipped.config, "model_options": {**shipped.config["model_options"], "image_size": 48}}
+    assert Colorizer(trained_at_48, run_dir=shipped.run_dir).working_shape((451, 300)) == (48, 32)
 
 
 def test_undoing_the_rebalancing_recovers_the_expected_color():

@@ -6,6 +6,7 @@ import pytest
 
 from cli.errors import run_main
 from core import runs, tblog
+from inference.colorizer import Colorizer
 from loaders.cifar import CifarGenerator
 from priors import features
 
@@ -188,6 +189,11 @@ def test_init_from_the_shipped_run_fine_tunes_on_photos(tmp_path, sample_val):
     assert options["image_size"] == 48 and options["learning_rate"] == 1e-4
     assert options["encoder_size"] == shipped_config["model_options"]["encoder_size"] * 48 // 32   # same scale
     assert options["widths"] == shipped_config["model_options"]["widths"]
+    # the shipped run's test-time views come along (both true there), and the tools work at the run's size
+    assert config["flip_average"] is config["square_view"] is True
+    colorizer = Colorizer(config, run_dir=run_dir)
+    assert colorizer.flip_average and colorizer.square_view and colorizer.work_size == 48
+    assert colorizer.working_shape((300, 451)) == (32, 48) and colorizer.working_shape((300, 451), 96) == (64, 96)
     losses = [v for _, v in tblog.read_scalars(tmp_path / "logs")["train"]["epoch_loss"]]
     # one step per epoch, each with other simulated hints (the hinted half of the loss is noisy): it starts
     # at the shipped run's level (an untrained network: about 2 ln 261 = 11.1) and goes below it

@@ -168,7 +168,18 @@ def new_config(args, spec, train, val, init_config: dict | None = None) -> dict:
         config["init"] = {"run_dir": str(args.init), "created": init_config.get("created"),
                           "data": init_config.get("data", {}).get("description"),
                           "train_new_only": bool(getattr(args, "train_new_only", False))}
+        config.update(_inherited_views(init_config))
     return config
+
+
+# Test-time views a run's tools use by default (inference.colorizer): chosen by measurement for a run, so a run
+# that starts from its weights starts from its choice too (its temperature comes with its model_options).
+DECODING_VIEWS = ("flip_average", "square_view")
+
+
+def _inherited_views(init_config: dict) -> dict:
+    """The --init run's test-time views (config.json flip_average, square_view), where it has them."""
+    return {key: init_config[key] for key in DECODING_VIEWS if key in init_config}
 
 
 def _with_seed(args):
