@@ -75,7 +75,8 @@ def add_decoding_args(parser: argparse.ArgumentParser, sweep: bool = False) -> N
     parser.add_argument("--undo-rebalancing", type=float, default=None, metavar="U",
                         help="classification head (effnet_unet): divide this much (0-1) of the training's class "
                              "rebalancing back out; with --temperature 1, 1 gives the expected color, the most "
-                             "faithful setting (default 0: as trained, colorful)")
+                             "faithful setting (default: the run's, its config.json's \"undo_rebalancing\", else 0: as "
+                             "trained, colorful)")
     parser.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
                         help="also colorize the mirror image, mirror its colors back and average the two (any "
                              "model; twice the work; default: the run's, off unless its config.json says "

@@ -70,6 +70,18 @@ def _bool_default(config: dict, run_dir, key: str) -> bool:
     return value
 
 
+def _undo_default(config: dict, run_dir) -> float:
+    """The run's default undoing of class rebalancing (config.json ``undo_rebalancing``, absent: 0)."""
+    value = config.get("undo_rebalancing", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise DecodingError(f"{run_dir}/config.json: undo_rebalancing must be a number from 0 to 1, got {value!r}; "
+                            "the run folder is damaged")
+    if value and not config.get("class_rebalancing"):
+        raise DecodingError(f"{run_dir}/config.json: undo_rebalancing {value} but no class_rebalancing weights to "
+                            "undo; the run folder is damaged")
+    return float(value)
+
+
 def _work_size(config: dict, run_dir, image_size: int) -> int:
     """The run's default working size (config.json ``work_size``, absent: its training size)."""
     value = config.get("work_size", image_size)
@@ -101,7 +113,9 @@ class Colorizer:
         # How much of the class rebalancing a classification head was trained with is divided back
         # out of its probabilities (models.effnet_options.decode): 0 as trained (colorful), 1 fully
         # (with T = 1: the expected color, most faithful). None for models without one.
-        self.undo_rebalancing = 0.0 if self.temperature is not None else None
+        # Its default: config.json "undo_rebalancing" (absent: 0), chosen by measurement for a run on photos.
+        self.undo_rebalancing = _undo_default(config, run_dir) if self.temperature is not None else None
+        self.default_undo_rebalancing = self.undo_rebalancing
         # Test-time flips: also colorize the mirror image, mirror its colors back and average the two.
         # Off unless the run's config.json says "flip_average": true (the shipped run: chosen by measurement).
         self.flip_average = _bool_default(config, run_dir, "flip_average")

@@ -70,8 +70,10 @@ def set_temperature(colorizer, temperature: float | None) -> None:
 
 def set_faithful(colorizer, faithful: bool) -> None:
     """Decode for fidelity (T = 1, the class rebalancing undone: the expected color) or, when False,
-    with the rebalancing as trained; for runs whose RunChoice is ``faithful`` only."""
-    colorizer.set_decoding(temperature=1.0 if faithful else None, undo_rebalancing=1.0 if faithful else 0.0)
+    as the run decodes by default (its config.json's undo_rebalancing, absent: as trained); for runs
+    whose RunChoice is ``faithful`` only."""
+    colorizer.set_decoding(temperature=1.0 if faithful else None,
+                           undo_rebalancing=1.0 if faithful else colorizer.default_undo_rebalancing)
 
 
 def choice(run_dir: Path, origin: str) -> RunChoice:

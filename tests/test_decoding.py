@@ -82,6 +82,30 @@ def test_a_bad_decoding_default_in_config_json_is_one_line(tmp_path_factory, tmp
     assert "\n" not in err and message in err, err
 
 
+def test_the_undoing_of_rebalancing_is_the_runs(sample_val):
+    """config.json "undo_rebalancing" (a photo run's measured choice) is the run's default decoding: the same
+    colors as set_decoding(undo_rebalancing=...) on a run without it; the demo's "as trained" goes back to
+    it; values outside 0-1, or with no weights to undo, say the run folder is damaged."""
+    from serving.catalog import set_faithful
+    shipped = Colorizer.from_run(runs.ROOT / "pretrained" / "effnet_unet", runtime="keras")
+    assert shipped.undo_rebalancing == 0.0
+    chosen = Colorizer({**shipped.config, "undo_rebalancing": 0.4}, shipped.network, shipped.run_dir)
+    assert chosen.undo_rebalancing == chosen.default_undo_rebalancing == 0.4
+    images = sample_val.images[:2]
+    expected = shipped.set_decoding(undo_rebalancing=0.4).colorize(images)
+    np.testing.assert_allclose(chosen.colorize(images), expected, atol=1e-6)
+    assert np.abs(expected - shipped.set_decoding(undo_rebalancing=0.0).colorize(images)).max() > 0.02
+    set_faithful(chosen, True)
+    assert (chosen.temperature, chosen.undo_rebalancing) == (1.0, 1.0)
+    set_faithful(chosen, False)
+    assert chosen.undo_rebalancing == 0.4
+    for bad, message in (({"undo_rebalancing": 1.5}, "undo_rebalancing must be a number from 0 to 1, got 1.5"),
+                         ({"undo_rebalancing": True}, "undo_rebalancing must be a number from 0 to 1"),
+                         ({"undo_rebalancing": 0.4, "class_rebalancing": None}, "no class_rebalancing weights")):
+        with pytest.raises(DecodingError, match=message):
+            Colorizer({**shipped.config, **bad}, shipped.network, shipped.run_dir)
+
+
 def test_the_working_size_is_the_runs(tmp_path_factory, tmp_path):
     """A flexible run colorizes photos at its training size unless config.json says "work_size" (the shipped
     run: 32); --work-size (long_side) still wins."""
