@@ -112,6 +112,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "ignore them, so a lone point does not tint what is not its)")
     g.add_argument("--encoder-size", type=int, default=None,
                    help="the ImageNet encoder sees the gray image resized to this (default: 4 x --image-size)")
+    g.add_argument("--encoder-detail", action="store_true", default=None,
+                   help="with --stream-crops: the encoder sees each crop cut at --encoder-size from the photo itself, "
+                        "the decoder the same crop area-averaged to --image-size (default: the crop at --image-size "
+                        "enlarged, as for CIFAR-10); photos are then colorized the same way")
     g.add_argument("--temperature", type=float, default=None,
                    help="annealed-mean temperature recorded as the run's default for decoding (default 0.6)")
     g.add_argument("--learning-rate", type=float, default=None,
@@ -135,6 +139,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--train-new-only trains the layers an --init run does not have: give --init RUN_DIR")
     if args.hint_head is not None and not args.hints and args.init is None:
         p.error("--hint-head is the head of a run with --hints: add --hints")
+    if args.encoder_detail and not args.stream_crops:
+        p.error("--encoder-detail cuts the encoder's crops from the photos: add --stream-crops")
     if args.decoder_points is not None and not args.hints and args.init is None:
         p.error("--decoder-points says where a run with --hints reads its points: add --hints")
     return args

@@ -256,10 +256,23 @@ class Colorizer:
                 hint_inputs = HintInputs(core_hints.local_planes(points, L.shape[:2], view)[None],
                                          core_hints.global_vector(dist)[None],
                                          None if match_pixels is None else [match_pixels])
-            colored = self.colorize(gray[None], labels, hints=hint_inputs)[0]   # (h, w, 3) float32 [0, 1]
+            detail = self.detail_view(L, view)
+            colored = self.colorize(gray[None], labels, hints=hint_inputs,
+                                    detail=None if detail is None else detail[None])[0]   # (h, w, 3) float32 [0, 1]
             ab = colorspace.rgb_to_lab(colored)[..., 1:].astype(np.float32)  # the GAN's RGB too: its chroma
             abs_.append(ab if view == shape else cv2.resize(ab, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR))
         return abs_[0] if len(abs_) == 1 else (abs_[0] + abs_[1]) / 2
+
+    def detail_view(self, L: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+        """What the encoder of a run trained with ``encoder_detail`` sees of a photo colorized at ``shape``: its
+        full-size lightness L (H, W) brought to the encoder's size for that shape (area-averaged; enlarged
+        bilinearly where the photo is smaller), (E_h, E_w, 3) uint8 gray; None for other runs (the encoder
+        sees the working image enlarged, as they were trained)."""
+        if not self.options.get("encoder_detail"):
+            return None
+        from priors.features import encoder_hw
+        size, _ = encoder_setup(self.config, shape)
+        return fullres.small_gray(L, encoder_hw(size))[0]
 
     def set_decoding(self, temperature: float | None = None, chroma_gain: float | None = None,
                      flip_average: bool | None = None, undo_rebalancing: float | None = None,
@@ -308,8 +321,10 @@ class Colorizer:
         colorizer.lean = lean.LeanRun(config, run_dir, keras_colorizer=lambda: colorizer)
         return colorizer
 
-    def prior(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray | None:
-        """(N, D) prior for the fusion models; None for the others."""
+    def prior(self, images: np.ndarray, labels: np.ndarray | None,
+              detail: np.ndarray | None = None) -> np.ndarray | None:
+        """(N, D) prior for the fusion models, effnet_unet's encoder taps; None for the others. ``detail``:
+        the same images at the encoder's size, for effnet_unet's encoder (:meth:`detail_view`)."""
         if self.spec.prior == "label":
             if labels is None or np.any(np.asarray(labels) < 0):
                 raise MissingLabelError("fusion_label needs the class of every image (file names "
@@ -320,26 +335,28 @@ class Colorizer:
             return priors.compute_prior(images, **priors.prior_options(self.config))
         if self.spec.prior == "encoder":
             if self.lean is not None:
-                return self.lean.features(images, *encoder_setup(self.config, images.shape[1:3]))
-            return encoder_features(self.config, images, cache=False)
+                seen = images if detail is None else detail
+                return self.lean.features(seen, *encoder_setup(self.config, images.shape[1:3]))
+            return encoder_features(self.config, images, cache=False, detail=detail)
         return None
 
     def colorize(self, images: np.ndarray, labels=None, prior: np.ndarray | None = None,
-                 batch_size: int = 64, hints: HintInputs | None = None) -> np.ndarray:
+                 batch_size: int = 64, hints: HintInputs | None = None, detail: np.ndarray | None = None) -> np.ndarray:
         """images (N, S, S, 3) uint8 at the model's size -> float32 RGB [0, 1] (N, S, S, 3).
 
-        ``hints``: color hints for a network that takes them (``takes_hints``); None: no hints."""
-        return self.decode(self.network_output(images, labels, prior, batch_size, hints))
+        ``hints``: color hints for a network that takes them (``takes_hints``); None: no hints.
+        ``detail``: the same images at the encoder's size (:meth:`detail_view`), or None."""
+        return self.decode(self.network_output(images, labels, prior, batch_size, hints, detail))
 
     def network_output(self, images: np.ndarray, labels=None, prior=None, batch_size: int = 64,
-                       hints: HintInputs | None = None) -> RawOutput:
+                       hints: HintInputs | None = None, detail: np.ndarray | None = None) -> RawOutput:
         """The network's input and raw output (and, with flip averaging, its output on the mirror
         images): what :meth:`decode` turns into colors.
 
         Decoding is separate so that a sweep over temperatures or chroma gains runs the network once.
         """
         self._check_hints(hints, images)
-        x, y = self._run(images, labels, prior, batch_size, hints)
+        x, y = self._run(images, labels, prior, batch_size, hints, detail)
         hinted = None
         if self.takes_hints:
             hinted = np.zeros(len(images), bool) if hints is None else \
@@ -349,7 +366,9 @@ class Colorizer:
             return RawOutput(x, y, None, hinted, reference_ab)
         # The mirror images' prior (encoder taps, classifier features) is computed from them; a label is the same.
         mirrored_hints = None if hints is None else hints._replace(local=np.ascontiguousarray(hints.local[:, :, ::-1]))
-        _, y_mirrored = self._run(np.ascontiguousarray(images[:, :, ::-1]), labels, None, batch_size, mirrored_hints)
+        mirrored_detail = None if detail is None else np.ascontiguousarray(detail[:, :, ::-1])
+        _, y_mirrored = self._run(np.ascontiguousarray(images[:, :, ::-1]), labels, None, batch_size, mirrored_hints,
+                                  mirrored_detail)
         return RawOutput(x, y, y_mirrored, hinted, reference_ab)
 
     def _check_hints(self, hints: HintInputs | None, images: np.ndarray) -> None:
@@ -373,10 +392,10 @@ class Colorizer:
         return local, np.asarray(hints.reference, np.float32)
 
     def _run(self, images: np.ndarray, labels, prior, batch_size: int,
-             hints: HintInputs | None = None) -> tuple[np.ndarray, np.ndarray]:
+             hints: HintInputs | None = None, detail: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(the network's input, its raw output) for ``images``."""
         if self.spec.prior and prior is None:
-            prior = self.prior(images, labels)
+            prior = self.prior(images, labels, detail)
         if self.color_space == "RGB":
             _, gray3 = colorspace.encode_rgb(images)                 # (N, S, S, 3) in [-1, 1]
             return gray3, self._predict(gray3, batch_size)
@@ -483,12 +502,15 @@ def resolved_options(config: dict) -> dict:
 
 
 def encoder_features(config: dict, images: np.ndarray, flip: bool = False, cache: bool = True,
-                     verbose: bool = False) -> list[np.ndarray]:
+                     verbose: bool = False, detail: np.ndarray | None = None) -> list[np.ndarray]:
     """effnet_unet's encoder taps of ``images`` (N, h, w, 3) uint8, as the run's config asks (the
-    encoder at the run's ratio of encoder size to image size: 4 x by default)."""
+    encoder at the run's ratio of encoder size to image size: 4 x by default). ``detail``: the same
+    images (N, E_h, E_w, 3) uint8 at that encoder size, which the encoder then sees instead of
+    ``images`` enlarged (a run trained with ``encoder_detail``)."""
     from priors.features import compute_features
     size, taps = encoder_setup(config, images.shape[1:3])
-    return compute_features(images, size, taps, flip=flip, cache=cache, verbose=verbose)
+    seen = images if detail is None else detail
+    return compute_features(seen, size, taps, flip=flip, cache=cache, verbose=verbose)
 
 
 def encoder_setup(config: dict, image_hw) -> tuple:

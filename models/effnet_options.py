@@ -35,6 +35,9 @@ DEFAULTS = {
     "decoder_local_hints": True,            # with hints: the points reach the decoder too (True, what runs
                                             # recorded before this option did) or only the hint head (False:
                                             # the decoder sees zeros, so its own colors ignore the points)
+    "encoder_detail": False,                # True: the encoder sees the photo itself at its size (crops cut at
+                                            # encoder_size, the working image area-averaged from them); False:
+                                            # the working image enlarged (a 32 px CIFAR-10 image has no more)
 }
 HINT_HEADS = ("attention_own", "attention_taps", "attention", "gates")
 OWN_KEY_HEADS = ("attention_own", "attention_taps")   # the heads with the "no point applies here" key
@@ -52,6 +55,7 @@ def options(image_size: int = 32, **given) -> dict:
     out["taps"], out["widths"] = list(out["taps"]), [int(w) for w in out["widths"]]
     out["hints"] = bool(out["hints"])
     out["decoder_local_hints"] = bool(out["decoder_local_hints"])
+    out["encoder_detail"] = bool(out["encoder_detail"])
     out["hint_head"] = (out["hint_head"] or "gates") if out["hints"] else None
     if out["hints"] and out["hint_head"] not in HINT_HEADS:
         raise ValueError(f"effnet_unet: hint_head must be one of {', '.join(HINT_HEADS)}, got {out['hint_head']!r}")

@@ -106,6 +106,24 @@ def test_the_undoing_of_rebalancing_is_the_runs(sample_val):
             Colorizer({**shipped.config, **bad}, shipped.network, shipped.run_dir)
 
 
+def test_with_encoder_detail_the_encoder_sees_the_photo_itself():
+    """A run trained with encoder_detail: its encoder sees the photo's L area-averaged to the encoder's size
+    for the working shape (4 x), not the working image enlarged; other runs have no such view."""
+    from skimage import data as skdata
+
+    from inference import fullres
+    shipped = Colorizer.from_run(runs.ROOT / "pretrained" / "effnet_unet", runtime="keras")
+    options = {**shipped.config["model_options"], "encoder_detail": True}
+    detail = Colorizer({**shipped.config, "model_options": options}, shipped.network, shipped.run_dir)
+    rgb = skdata.coffee()                                                     # (400, 600, 3)
+    L = fullres.lightness(rgb)
+    assert shipped.detail_view(L, (24, 32)) is None
+    view = detail.detail_view(L, (24, 32))
+    assert view.shape == (96, 128, 3) and np.array_equal(view, fullres.small_gray(L, (96, 128))[0])
+    seen, plain = detail.colorize_photo(rgb)[0], shipped.colorize_photo(rgb)[0]
+    assert seen.shape == rgb.shape and np.abs(seen.astype(int) - plain.astype(int)).mean() > 0.5
+
+
 def test_the_working_size_is_the_runs(tmp_path_factory, tmp_path):
     """A flexible run colorizes photos at its training size unless config.json says "work_size" (the shipped
     run: 32); --work-size (long_side) still wins."""

@@ -76,6 +76,15 @@ def test_hints_and_photo_sizes(tmp_path_factory, head):
     assert onnx.lean.network_path((40, 64)).exists()   # 45 x 70 at long side 64, multiples of 8
 
 
+def test_a_run_with_encoder_detail(tmp_path_factory):
+    """A run trained with encoder_detail: its encoder sees the photo at its own size through ONNX Runtime too."""
+    onnx, keras_ = both(built_run(tmp_path_factory, "effnet_unet", encoder_detail=True))
+    photo = np.random.default_rng(4).integers(0, 256, (300, 451, 3), np.uint8)
+    got, _ = onnx.colorize_photo(photo)
+    want, _ = keras_.colorize_photo(photo)
+    assert levels(got, want)[0] <= 0.2
+
+
 def test_unet_at_a_working_size(tmp_path_factory):
     onnx, keras_ = both(built_run(tmp_path_factory, "unet"))
     photo = np.random.default_rng(4).integers(0, 256, (50, 100, 3), np.uint8)

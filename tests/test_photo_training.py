@@ -209,9 +209,9 @@ def streamed_photos(folder) -> stream_data.StreamPhotos:
                                     photos.DEFAULT_RATIO)
 
 
-def stream_config(data, batch_size: int) -> dict:
+def stream_config(data, batch_size: int, **given) -> dict:
     """A run's config as train.py --stream-crops --image-size 16 --encoder-size 32 --hints resolves it."""
-    options = {"image_size": 16, **effnet_options.options(16, encoder_size=32, hints=True)}
+    options = {"image_size": 16, **effnet_options.options(16, encoder_size=32, hints=True, **given)}
     config = {"model": "effnet_unet", "model_options": options,
               "batch_size": batch_size, "epochs": 3, "steps_per_epoch": None, "seed": 3}
     config["class_rebalancing"] = stream_data.rebalancing(data, 3)
@@ -246,6 +246,27 @@ def test_streamed_batches_are_a_function_of_seed_epoch_and_batch(folder):
         assert got.dtype == np.float32 and np.array_equal(got, expected.astype(np.float32))
     reading.close()
     computing.close()
+
+
+def test_with_encoder_detail_the_encoder_sees_the_crops_at_its_own_size(folder):
+    """--encoder-detail: the loader cuts the same boxes at the encoder size (32); the decoder's L and targets
+    are those crops area-averaged to 16, the taps the encoder's of the 32 px crops themselves."""
+    data = streamed_photos(folder)
+    config = stream_config(data, 2, encoder_detail=True)
+    assert stream_data.detail_size(config) == 32 and stream_data.detail_size(stream_config(data, 2)) is None
+    served = arrays(stream_data.StreamGenerator(config, data, 3, prefetch=0).epoch_batch(1, 2))
+    big = data.loader(2, 3, size=32, flip=True).epoch_batch(1, 2)                  # (2, 32, 32, 3)
+    small = stream_data.shrink(big, 16)
+    x, y = colorspace.encode_lab(small)
+    assert np.array_equal(served[0], x) and np.array_equal(served[-1], encoder_data.targets(config)(y))
+    detailed = encoder_features(config, small, cache=False, detail=big)
+    enlarged = encoder_features(config, small, cache=False)
+    for got, expected, other in zip(served[1:5], detailed, enlarged):
+        assert got.shape == other.shape and np.array_equal(got, expected.astype(np.float32))
+    assert max(np.abs(d.astype(np.float32) - e.astype(np.float32)).max() for d, e in zip(detailed, enlarged)) > 0.1
+    # the boxes are the run's without detail: the same crops, cut at another size (other pixels by the resizing)
+    plain, other = (data.loader(2, 3, flip=True).epoch_batch(*at).astype(int) for at in ((1, 2), (1, 1)))
+    assert np.abs(plain - small).mean() < np.abs(plain - other).mean() / 4
 
 
 def test_streamed_shards_make_up_the_global_batch(folder):

@@ -95,6 +95,7 @@ ARGPARSE_MISTAKES = [
     ("train", ["-m", "effnet_unet", "--hints", "--train-new-only"], "give --init RUN_DIR"),
     ("train", ["-m", "effnet_unet", "--hint-head", "attention"], "add --hints"),
     ("train", ["-m", "effnet_unet", "--decoder-points", "off"], "add --hints"),
+    ("train", ["-m", "effnet_unet", "--encoder-detail"], "--encoder-detail cuts the encoder's crops from the photos"),
 ]
 
 

@@ -39,7 +39,8 @@ def model_options(args, train: ImageSet, init_config: dict | None) -> dict:
                        ("temperature", args.temperature), ("learning_rate", args.learning_rate),
                        ("fine_tune", args.fine_tune_from), ("hints", getattr(args, "hints", None)),
                        ("hint_head", getattr(args, "hint_head", None)),
-                       ("decoder_local_hints", _on_off(getattr(args, "decoder_points", None)))):
+                       ("decoder_local_hints", _on_off(getattr(args, "decoder_points", None))),
+                       ("encoder_detail", getattr(args, "encoder_detail", None))):
         if value is not None:
             given[key] = value
     if given.get("hints") and init_config is None:
@@ -70,7 +71,9 @@ def _inherited(init_config: dict, image_size: int) -> dict:
     old = dict(init_config["model_options"])
     scale = image_size / old.get("image_size", 32)
     old["encoder_size"] = int(round(old["encoder_size"] * scale))
-    return {k: v for k, v in old.items() if k in effnet_unet.DEFAULTS and k not in ("learning_rate", "decay_steps")}
+    # encoder_detail says how the training crops are cut, not what the weights are: the new run's own choice
+    return {k: v for k, v in old.items()
+            if k in effnet_unet.DEFAULTS and k not in ("learning_rate", "decay_steps", "encoder_detail")}
 
 
 def _check_same_architecture(init_config: dict, given: dict, init_dir: Path) -> None:
@@ -232,9 +235,10 @@ def generators(config: dict, train: ImageSet, val: ImageSet | None, seed: int):
     return train_gen, *val_generator(config, val)
 
 
-def val_generator(config: dict, val: ImageSet):
-    """(validation generator, its taps): a fixed set, its taps cached; hints drawn as at every evaluation."""
-    val_taps = encoder_features(config, val.images, verbose=True)
+def val_generator(config: dict, val: ImageSet, detail: np.ndarray | None = None):
+    """(validation generator, its taps): a fixed set, its taps cached; hints drawn as at every evaluation.
+    ``detail``: the same images at the encoder's size, which it then sees (a run with ``encoder_detail``)."""
+    val_taps = encoder_features(config, val.images, verbose=True, detail=detail)
     kind = HintGenerator if config["model_options"].get("hints") else CifarGenerator
     return kind(val, config["batch_size"], "features", shuffle=False, prior=val_taps,
                 target_transform=targets(config)), val_taps

@@ -49,6 +49,7 @@ from contextlib import closing
 from itertools import islice
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from core import ab_bins, colorspace, hints
@@ -92,19 +93,22 @@ class StreamPhotos:
             self._fingerprint = file_list_fingerprint(self.source)
         return self._fingerprint
 
-    def loader(self, batch_size: int, seed: int, **options) -> photos.PhotoCrops:
-        """PhotoCrops of these photos at the run's size and ranges (``options``: flip, shard, workers, prefetch)."""
-        return photos.PhotoCrops(self.source, self.image_size, batch_size, seed, scale=self.scale, ratio=self.ratio,
-                                 **options)
+    def loader(self, batch_size: int, seed: int, size: int | None = None, **options) -> photos.PhotoCrops:
+        """PhotoCrops of these photos at the run's ranges and size (or ``size``: the same boxes cut at another
+        size; ``options``: flip, shard, workers, prefetch)."""
+        return photos.PhotoCrops(self.source, size or self.image_size, batch_size, seed, scale=self.scale,
+                                 ratio=self.ratio, **options)
 
     def record(self) -> dict:
         """config.json's ``data.crops``: what reopens these photos and draws the same crops with the run's seed."""
         return {"photos": str(self.path), "split": self.split, "n_photos": len(self), "limit": self.limit,
                 "scale": list(self.scale), "ratio": list(self.ratio), "image_size": self.image_size, "flip": True}
 
-    def samples(self) -> ImageSet:
-        """The largest centered square of the first SAMPLES photos (the sample grids without validation)."""
-        return photos.center_crops(self.source, self.image_size, limit=SAMPLES, origin=relative(self.path), report=None)
+    def samples(self, size: int | None = None) -> ImageSet:
+        """The largest centered square of the first SAMPLES photos (the sample grids without validation), at the
+        run's size or ``size``."""
+        return photos.center_crops(self.source, size or self.image_size, limit=SAMPLES, origin=relative(self.path),
+                                   report=None)
 
 
 class _First:
@@ -148,7 +152,8 @@ class StreamGenerator:
     def __init__(self, config: dict, data: StreamPhotos, seed: int, *, shard: tuple[int, int] = (0, 1),
                  workers: int | None = None, prefetch: int = 1):
         self.config, self.seed, self.prefetch = config, int(seed), prefetch
-        self.crops = data.loader(config["batch_size"], seed, flip=True, shard=shard, prefetch=0,
+        self.size, self.detail_size = data.image_size, detail_size(config)
+        self.crops = data.loader(config["batch_size"], seed, size=self.detail_size, flip=True, shard=shard, prefetch=0,
                                  workers=workers or min(8, os.cpu_count() or 1))
         self.first = shard[0] * self.crops.local_batch_size   # this shard's first place in a global batch
         self.hints = bool(config["model_options"].get("hints"))
@@ -193,10 +198,13 @@ class StreamGenerator:
 
     def batch(self, epoch: int, i: int):
         """Batch ``i`` of ``epoch`` computed now, in this thread: a pure function of (seed, epoch, i)."""
-        crops = self.crops.epoch_batch(epoch, i)          # (B, S, S, 3) uint8, mirrored as planned
+        crops = self.crops.epoch_batch(epoch, i)          # (B, S, S, 3) uint8 (with detail (B, E, E, 3)), mirrored
+        detail = None
+        if self.detail_size:                              # the encoder's crops; the decoder's area-averaged from them
+            detail, crops = crops, shrink(crops, self.size)
         x, y = colorspace.encode_lab(crops)               # (B, S, S, 1) L / 100, (B, S, S, 2) (ab + 128) / 255
         with self._encoder:
-            taps = encoder_features(self.config, crops, cache=False)   # float16 (B, h, w, C) each
+            taps = encoder_features(self.config, crops, cache=False, detail=detail)   # float16 (B, h, w, C) each
         inputs = [x, *(t.astype(np.float32) for t in taps)]
         if self.hints:
             inputs.extend(self._hints(x, y, epoch, i))
@@ -231,6 +239,17 @@ class StreamGenerator:
         self.crops.close()
 
 
+def detail_size(config: dict) -> int | None:
+    """The size crops are cut at for the encoder of a run with ``encoder_detail`` (its encoder size), else None."""
+    options = config["model_options"]
+    return int(options["encoder_size"]) if options.get("encoder_detail") else None
+
+
+def shrink(images: np.ndarray, size: int) -> np.ndarray:
+    """(B, E, E, 3) uint8 -> (B, size, size, 3) uint8, area-averaged (what the decoder sees of the encoder's crops)."""
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
+
+
 class _Distributions:
     """Each image's own color distribution (Q,), computed only when ``hints.training_hints`` asks: it gives one
     to a quarter of the images (P_GLOBAL), and one costs 15 ms per 64 x 64 crop (REBALANCING_SIDE's note)."""
@@ -248,10 +267,16 @@ def generators(config: dict, data: StreamPhotos, val: ImageSet | None, seed: int
     train_gen = StreamGenerator(config, data, seed, shard=shard)
     print(f"streaming crops: {len(data)} photos, {len(train_gen)} batches of {config['batch_size']} per epoch, "
           "fresh crops every epoch, their encoder taps computed per batch (not cached)")
+    size = detail_size(config)
     if val is not None:
-        return train_gen, *encoder_data.val_generator(config, val), val
+        detail = None
+        if size:   # the encoder sees the validation photos' centered squares at its own size
+            record = config["val_data"]
+            detail = photo_data.val_data(Path(record["path"]) if record["path"] else None, record["split"], size).images
+        return train_gen, *encoder_data.val_generator(config, val, detail), val
     samples = data.samples()   # a few images: their taps are not worth a cache file
-    return train_gen, None, encoder_features(config, samples.images, cache=False), samples
+    detail = data.samples(size).images if size else None
+    return train_gen, None, encoder_features(config, samples.images, cache=False, detail=detail), samples
 
 
 # ---- train.py ----------------------------------------------------------------
