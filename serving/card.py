@@ -209,6 +209,15 @@ def markdown(card: dict) -> str:
         lines += ["Square view: for a photo whose working shape is not square, the run's tools also colorize the "
                   "photo squashed to a square of the long side (config.json `square_view`), resize that chroma "
                   "to the working shape and average the two chromas; this file is one view.", ""]
+    if card["config"].get("model_options", {}).get("encoder_detail"):
+        lines += ["Encoder detail: the run was trained with the encoder seeing the photo itself (config.json "
+                  "`model_options.encoder_detail`): compute the encoder taps from the photo's lightness "
+                  "area-averaged to the encoder's size for the working shape, not from the working image "
+                  "enlarged.", ""]
+    if card["config"].get("undo_rebalancing"):
+        lines += [f"Decoding: the run's tools divide {card['config']['undo_rebalancing']:g} of the class "
+                  "rebalancing back out of the logits before the annealed mean (config.json `undo_rebalancing`, "
+                  "with its `class_rebalancing` weights: logits - u log w).", ""]
     m = card["metrics"]
     if "progress" in m:
         lines.append(f"Training: {m['progress'].get('epoch', 0)} epoch(s), {m['progress'].get('step', 0)} step(s).")

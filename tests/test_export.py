@@ -241,6 +241,11 @@ def test_a_card_says_when_the_run_averages_test_time_flips_or_views():
     assert "Square view" not in text
     text = card.markdown({**base, "config": {"model": "unet", "square_view": True}})
     assert "Square view" in text and "average the two chromas" in text and "Test-time flips" not in text
+    plain = card.markdown({**base, "config": {"model": "effnet_unet", "model_options": {"encoder_detail": False}}})
+    assert "Encoder detail" not in plain and "Decoding:" not in plain
+    text = card.markdown({**base, "config": {"model": "effnet_unet", "model_options": {"encoder_detail": True},
+                                             "undo_rebalancing": 0.4}})
+    assert "Encoder detail" in text and "divide 0.4 of the class rebalancing back out" in text
 
 
 # ---- the script and its card ---------------------------------------------------------------------
