@@ -314,6 +314,26 @@ def test_train_records_streamed_crops(stream_run):
     assert not list(cache.glob("features/*"))   # no taps cached
 
 
+def test_a_run_with_encoder_detail_trains_and_validates_on_photos(folder, tmp_path, monkeypatch):
+    """--encoder-detail end to end: recorded in model_options, validation's taps from the photos' centered
+    squares at the encoder's size (cached), and the run then colorizes a photo the same way."""
+    from inference.colorizer import Colorizer
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "weights").symlink_to(priors.CACHE_DIR / "weights")
+    monkeypatch.setattr(priors, "CACHE_DIR", tmp_path / "cache")
+    seen = []
+    real = stream_data.photo_data.val_data
+    monkeypatch.setattr(stream_data.photo_data, "val_data", lambda *a: seen.append(a[2]) or real(*a))
+    train("-m", "effnet_unet", "--data", folder, "--val-data", folder, "--stream-crops", "--encoder-detail",
+          "--image-size", 16, "--encoder-size", 32, "--epochs", 1, "--steps", 1, "--batch-size", 2, "--no-logs",
+          "--seed", 1, "--run-dir", tmp_path / "run")
+    config = runs.load_config(tmp_path / "run")
+    assert config["model_options"]["encoder_detail"] is True and seen == [16, 32]   # the decoder's, the encoder's
+    colorizer = Colorizer.from_run(tmp_path / "run", runtime="keras")
+    assert colorizer.detail_view(np.zeros((30, 50), np.float32), (16, 24)).shape == (64, 96, 3)
+    assert colorizer.colorize_photo(photo(50, 30, 0))[0].shape == (30, 50, 3)
+
+
 def test_a_streamed_run_resumes_exactly_and_refuses_other_crops_or_photos(stream_run, tmp_path, capsys):
     run_dir, data, cache = stream_run
     stopped = stopped_after_step_1(run_dir, tmp_path / "stopped")
