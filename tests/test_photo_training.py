@@ -331,7 +331,7 @@ def test_a_run_with_encoder_detail_trains_and_validates_on_photos(folder, tmp_pa
     assert config["model_options"]["encoder_detail"] is True and seen == [16, 32]   # the decoder's, the encoder's
     colorizer = Colorizer.from_run(tmp_path / "run", runtime="keras")
     assert colorizer.detail_view(np.zeros((30, 50), np.float32), (16, 24)).shape == (32, 48, 3)   # encoder 2 x
-    assert colorizer.colorize_photo(photo(50, 30, 0))[0].shape == (30, 50, 3)
+    assert colorizer.colorize_photo(photo(50, 30, 0), long_side=32)[0].shape == (30, 50, 3)
 
 
 def test_a_streamed_run_resumes_exactly_and_refuses_other_crops_or_photos(stream_run, tmp_path, capsys):
