@@ -116,6 +116,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("the following arguments are required: -m/--model (or --compare, or --video)")
     if (args.photos or args.plot) and args.hints is None and args.reference is None:
         p.error("--photos and --plot go with --hints and/or --reference")
+    sweeping = [f"--{n}" for n in ("temperatures", "undo_rebalancings", "chroma_gains") if getattr(args, n)]
+    if sweeping and (args.video or ((args.hints is not None or args.reference is not None) and not args.photos)):
+        p.error(f"{', '.join(s.replace('_', '-') for s in sweeping)}: a decoding sweep scores the run without "
+                "hints: on --photos (with --hints), or on --data without --hints and --reference")
     if args.figure is not None and (args.photos is None or args.hints is None or len(args.hints) != 1
                                     or args.hints[0] < 1):
         p.error("--figure goes with --photos and one --hints N above 0")
@@ -256,6 +260,13 @@ def _hinted(args, colorizer, paths: list[Path] | None) -> int:
                                      progress=lambda i: print(f"  {i}/{len(paths)} photos", flush=True))
         result["data"] = {"photos": str(args.photos), "n_images": len(paths), "max_side": args.max_side,
                           "work_size": colorizer.used_work_size(args.work_size)}
+        settings = sweep_settings(args)
+        if settings:
+            print(f"decoding sweep: {len(settings)} settings, the network run once per photo")
+            kept = [hinted.shrink(photos.read_full(p), args.max_side) for p in paths]
+            result["sweep"] = hinted.sweep_photos(colorizer, kept, settings, args.work_size,
+                                                  progress=lambda i: print(f"  {i}/{len(settings)} settings",
+                                                                           flush=True))
         if args.figure is not None:
             images = (hinted.shrink(photos.read_full(p), args.max_side) for p in paths)
             save_image(hinted.figure(colorizer, images, args.hints[0], args.hint_seed, args.work_size), args.figure)
@@ -271,6 +282,9 @@ def _hinted(args, colorizer, paths: list[Path] | None) -> int:
     scoring.write_json(out, json.loads(json.dumps(result, default=str)))
     print()
     print(hinted.table(result))
+    if result.get("sweep"):
+        print("\nsweep without hints (T: temperature, undo: rebalancing undone, gain: chroma gain):")
+        print(scoring.sweep_table(result["sweep"], result["gray"]))
     if args.plot is not None:
         hinted.plot(result, args.plot, f"{colorizer.spec.name}: {result['data'].get('description') or args.photos}")
         print(f"wrote {args.plot}")

@@ -259,6 +259,48 @@ def test_evaluate_draws_a_figure_of_the_points_it_scores(tmp_path_factory, tmp_p
                 and "--figure goes with --photos and one --hints N above 0" in capsys.readouterr().err)
 
 
+def test_a_decoding_sweep_on_photos_runs_the_network_once(tmp_path_factory, tmp_path, capsys):
+    """evaluate.py --photos --hints 0 --temperatures ... --chroma-gains ...: one row per setting without hints,
+    the run's own setting's row equal to the plain scores, the network run once per photo and view; a
+    sweep with --hints on CIFAR-10 data (where it would be ignored) is a usage error."""
+    import json
+
+    from PIL import Image
+
+    import evaluate
+    from cli.errors import run_main
+    from evaluation import hinted
+    from inference.colorizer import Colorizer
+    run_dir = built_run(tmp_path_factory, "effnet_unet", hints=True, hint_head="attention_own")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    photos_ = [rng.integers(0, 256, (40, 56, 3), np.uint8), rng.integers(0, 256, (48, 32, 3), np.uint8)]
+    for i, rgb in enumerate(photos_):
+        Image.fromarray(rgb).save(folder / f"{i}.png")
+    out = tmp_path / "hints.json"
+    assert run_main(evaluate.main, ["-m", "effnet_unet", "--run-dir", str(run_dir), "--photos", str(folder),
+                                    "--hints", "0", "--temperatures", "0.6,1", "--chroma-gains", "1,3",
+                                    "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["sweep"]
+    assert [(r["temperature"], r["chroma_gain"]) for r in rows] == [(0.6, 1), (0.6, 3), (1, 1), (1, 3)]
+    assert rows[0]["psnr"] == pytest.approx(result["no_hints"]["psnr"], abs=1e-9)   # the run's own: T 0.6
+    assert len({round(r["colorfulness"], 6) for r in rows}) == 4
+    assert "sweep without hints" in capsys.readouterr().out
+    colorizer = Colorizer.from_run(run_dir, runtime="keras")
+    calls = []
+    run = colorizer.network_output
+    colorizer.network_output = lambda *a, **k: calls.append(1) or run(*a, **k)
+    hinted.sweep_photos(colorizer, photos_, [{"temperature": 0.6}])
+    once = len(calls)
+    hinted.sweep_photos(colorizer, photos_, [{"temperature": t} for t in (0.6, 0.8, 1)])
+    assert once >= 2 and len(calls) == 2 * once and colorizer.temperature == 0.6
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.parse_args(["-m", "effnet_unet", "--hints", "0,10", "--temperatures", "0.6,1"])
+    assert stopped.value.code == 2 and "without hints: on --photos" in capsys.readouterr().err
+
+
 # ---- training's simulated hints --------------------------------------------------------------------
 
 def test_hint_batches_are_a_function_of_seed_epoch_and_batch(sample_val):
