@@ -374,8 +374,11 @@ def _cross_entropy(packed, logits, k: int, rebalanced: bool):
     index = ops.cast(packed[..., :k], "int32")                    # (B, S, S, k) bin indices
     weight = packed[..., k:2 * k]                                 # (B, S, S, k) soft target, sum 1
     log_p = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-    ce = -ops.sum(weight * ops.take_along_axis(log_p, index, axis=-1), axis=-1)
-    return ops.mean(packed[..., 2 * k] * ce) if rebalanced else ops.mean(ce)   # packed[..., 2k]: class weights
+    ce = -ops.sum(weight * ops.take_along_axis(log_p, index, axis=-1), axis=-1)   # (B, S, S)
+    # (B,): one value per image, which Keras averages over the batch and divides by the number of replicas
+    # under tf.distribute; a scalar here is left unscaled (Keras 3 pitfall), which made every replica's
+    # gradient count in full: the sum over R replicas R x the one-device gradient, the logged loss R x
+    return ops.mean(packed[..., 2 * k] * ce if rebalanced else ce, axis=(1, 2))   # packed[..., 2k]: class weights
 
 
 def class_loss(k: int = ab_bins.K_NEAREST):

@@ -49,8 +49,11 @@ TIMEOUT_S = 420            # per model, for all three processes (about 1-2 minut
 WORKERS = 2
 TRAIN_ARGS = ["--data", str(SAMPLE / "train"), "--limit", "16", "--batch-size", "8", "--steps", "2",
               "--epochs", "1", "--seed", "1"]
-WEIGHT_FILES = {"unet": ["model.weights.h5"],
+WEIGHT_FILES = {"unet": ["model.weights.h5"], "effnet_unet": ["model.weights.h5"],
                 "gan": ["generator.weights.h5", "discriminator.weights.h5", "combined.optimizer.npz"]}
+# effnet_unet on streamed crops of the sample's PNGs: each worker makes only its half of every batch
+# (distribute.per_worker_stream); two epochs, so the workers' streams also carry across an epoch's end
+STREAM_ARGS = ["--stream-crops", "--image-size", "16", "--encoder-size", "32", "--epochs", "2"]
 
 
 # ---- TF_CONFIG, helpers without TensorFlow ----------------------------------------
@@ -192,8 +195,9 @@ def _arrays(path) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("model", ["unet", "gan"])
-def test_two_workers_match_one_process(model, tmp_path):
+@pytest.mark.parametrize("model, extra", [("unet", []), ("gan", []), ("effnet_unet", STREAM_ARGS)],
+                         ids=["unet", "gan", "effnet_unet-stream"])
+def test_two_workers_match_one_process(model, extra, tmp_path):
     pytest.importorskip("tensorflow")
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
            "TMPDIR": str(tmp_path)}   # TMPDIR: the non-chief's temporary run folder lands in tmp_path
@@ -202,11 +206,11 @@ def test_two_workers_match_one_process(model, tmp_path):
     commands = []
     for i in range(WORKERS):
         worker_env = {**env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        args = ["tests/distribute_worker.py", str(tmp_path / f"report{i}.json"), "-m", model, *TRAIN_ARGS,
+        args = ["tests/distribute_worker.py", str(tmp_path / f"report{i}.json"), "-m", model, *TRAIN_ARGS, *extra,
                 "--strategy", "multiworker", "--run-dir", str(tmp_path / f"run{i}"),
                 "--log-dir", str(tmp_path / f"logs{i}")]
         commands.append((args, worker_env, tmp_path / f"worker{i}.log"))
-    commands.append((["train.py", "-m", model, *TRAIN_ARGS, "--run-dir", str(tmp_path / "single"),
+    commands.append((["train.py", "-m", model, *TRAIN_ARGS, *extra, "--run-dir", str(tmp_path / "single"),
                       "--log-dir", str(tmp_path / "logs-single")], env, tmp_path / "single.log"))
 
     codes = _run_all(commands, TIMEOUT_S)
@@ -241,6 +245,10 @@ def test_two_workers_match_one_process(model, tmp_path):
             assert got_steps == steps, tag
             np.testing.assert_allclose(got, expected, rtol=LOSS_RTOL, err_msg=f"{subdir}/{tag}")
 
+    if extra:   # each worker made its own half of every global batch
+        for i in range(WORKERS):
+            log = (tmp_path / f"worker{i}.log").read_text()
+            assert "each of the 2 workers makes its own 4 of every batch of 8" in log, log[-3000:]
     if model == "gan":   # each worker trained on its own half of every global batch
         calls = [r["shards"] for r in reports]
         assert len(calls[0]) == len(calls[1]) > 0

@@ -207,6 +207,47 @@ def worker_run_dir(run_dir: Path | None, chief: bool) -> Path | None:
     return tmp
 
 
+# ---- per-worker input ------------------------------------------------------------
+
+def per_worker_stream(strategy, make_generator, steps: int, start: int, global_batch: int, example):
+    """Training input where each worker makes only its own part of every global batch.
+
+    ``make_generator(shard)`` returns a generator whose ``epoch_batch(e, i)`` serves the contiguous
+    slice ``shard = (worker, workers)`` of batch i of epoch e (training.stream_data.StreamGenerator);
+    item k of a worker's stream is batch (start + k) mod ``steps`` of epoch (start + k) div ``steps``,
+    as ``training.fit.StepStream`` serves the whole batch. A worker with several replicas splits its
+    slice between them. ``example``: one batch of that structure (any size), made before: the
+    datasets' element types come from it, since a batch made inside the strategy's scope would run the
+    encoder once per replica. Returns (the ``strategy.distribute_datasets_from_function`` input for
+    ``model.fit``, the list the generators made are appended to, for the caller to close)."""
+    import numpy as np
+    import tensorflow as tf
+    made = []
+
+    def dataset_fn(context):
+        generator = make_generator((context.input_pipeline_id, context.num_input_pipelines))
+        made.append(generator)
+        # the batch size static: Keras weighs each replica's loss by it when it averages them (with None the
+        # logged loss came out twice the one-process run's on two workers)
+        local = global_batch // context.num_input_pipelines
+        spec = tf.nest.map_structure(
+            lambda a: tf.TensorSpec((local, *np.shape(a)[1:]), tf.as_dtype(np.asarray(a).dtype)), example)
+
+        def batches():
+            k = start
+            while True:
+                yield generator.epoch_batch(*divmod(k, steps))
+                k += 1
+
+        dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)
+        per_replica = context.get_per_replica_batch_size(global_batch)
+        if per_replica != local:   # several replicas on this worker
+            dataset = dataset.unbatch().batch(per_replica, drop_remainder=True)
+        return dataset
+
+    return strategy.distribute_datasets_from_function(dataset_fn), made
+
+
 # ---- Keras 3 workarounds ------------------------------------------------------
 
 def _patch_keras_for_multiworker() -> None:

@@ -129,11 +129,13 @@ def progress_verbosity() -> int:
 
 
 def fit(model, config: dict, run_dir: Path, train_gen, val_gen, samples: SampleBatch, state: dict,
-        writer: SummaryWriter | None, saved_step: int | None = None) -> int:
+        writer: SummaryWriter | None, saved_step: int | None = None, stream=StepStream) -> int:
     """Train up to config['epochs'] from ``state`` (a checkpoint's, or zeros); returns the epochs done.
 
     A SIGTERM, SIGINT or SIGHUP saves a checkpoint at the next step boundary and raises
     core.stopping.Stopped. ``saved_step``: the step of the checkpoint ``state`` comes from.
+    ``stream(train_gen, steps, start)``: the input ``fit`` reads from global step ``start`` on
+    (default StepStream; training.distribute.per_worker_stream's under --strategy multiworker).
     """
     # --steps larger than the data would make an epoch repeat batches: at most one pass per epoch.
     steps = checkpointing.steps_per_epoch(config, len(train_gen))
@@ -150,10 +152,10 @@ def fit(model, config: dict, run_dir: Path, train_gen, val_gen, samples: SampleB
                    "shuffle": False}
         if batch and epoch < config["epochs"]:   # resumed inside an epoch: first the rest of it
             print(f"continuing epoch {epoch + 1} at batch {batch + 1} of {steps}")
-            model.fit(StepStream(train_gen, steps, step), initial_epoch=epoch, epochs=epoch + 1,
+            model.fit(stream(train_gen, steps, step), initial_epoch=epoch, epochs=epoch + 1,
                       steps_per_epoch=steps - batch, **options)
             epoch += 1
         if epoch < config["epochs"]:
-            model.fit(StepStream(train_gen, steps, epoch * steps), initial_epoch=epoch, epochs=config["epochs"],
+            model.fit(stream(train_gen, steps, epoch * steps), initial_epoch=epoch, epochs=config["epochs"],
                       steps_per_epoch=steps, **options)
     return end.epochs_done

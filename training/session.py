@@ -333,7 +333,7 @@ def _train_model(spec, config, run_dir, train, val, state, writer, strategy, sam
     return _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer)
 
 
-def _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer) -> int:
+def _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer, stream=None) -> int:
     """Continue from the run's newest complete checkpoint (else from --init's weights, if given) and fit."""
     from training import fit as trainer
 
@@ -350,7 +350,7 @@ def _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state,
         print(f"starting from the weights of {config['init']['run_dir']}")
     _write_summary(built, run_dir)
     return trainer.fit(built, config, run_dir, train_gen, val_gen, samples, state, writer,
-                       None if found is None else found.step)
+                       None if found is None else found.step, stream or trainer.StepStream)
 
 
 def _train_on_features(spec, config, run_dir, train, val, state, writer, strategy) -> int:
@@ -358,10 +358,13 @@ def _train_on_features(spec, config, run_dir, train, val, state, writer, strateg
     computed per batch of streamed crops (training/stream_data.py)."""
     from training import fit as trainer
 
+    opened = []   # streamed crops' generators, to stop their read-ahead and crop workers at the end
+    stream = trainer.StepStream
     if _streamed(train):
-        # Every worker of --strategy multiworker computes the whole global batch and Keras keeps its slice, as
-        # for every fit model; StreamGenerator's shard= would spare the rest (stream_data's docstring).
         train_gen, val_gen, sample_taps, sample_set = stream_data.generators(config, train, val, config["seed"])
+        opened.append(train_gen)
+        if config["distribute"]["strategy"] == "multiworker":
+            stream = _per_worker_stream(config, train, strategy, opened, train_gen.batch(0, 0))
     else:
         train_gen, val_gen, sample_taps = encoder_data.generators(config, train, val, config["seed"])
         sample_set = val if val is not None else train
@@ -370,10 +373,28 @@ def _train_on_features(spec, config, run_dir, train, val, state, writer, strateg
         with distribute.scope(strategy):
             built = _build(spec, config, strategy)
             encoder_data.start_encoder(built, config)   # fine-tuning: ImageNet blocks, unless restored or --init below
-            return _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer)
+            return _restore_and_fit(built, config, run_dir, train_gen, val_gen, samples, state, writer, stream)
     finally:
-        if _streamed(train):   # stop the read-ahead and the crop workers
-            train_gen.close()
+        for generator in opened:
+            generator.close()
+
+
+def _per_worker_stream(config: dict, train, strategy, opened: list, example):
+    """--strategy multiworker on streamed crops: each worker reads, encodes and trains its own slice of every
+    global batch (distribute.per_worker_stream), instead of making all of it for Keras to keep a slice.
+    ``example``: a batch made outside the strategy's scope (its structure and types)."""
+    workers = config["distribute"]["workers"]
+    print(f"streaming crops: each of the {workers} workers makes its own {config['batch_size'] // workers} of "
+          f"every batch of {config['batch_size']}")
+
+    def stream(_whole, steps: int, start: int):
+        dataset, made = distribute.per_worker_stream(
+            strategy, lambda shard: stream_data.StreamGenerator(config, train, config["seed"], shard=shard),
+            steps, start, config["batch_size"], example)
+        opened.extend(made)
+        return dataset
+
+    return stream
 
 
 def _write_summary(model, run_dir: Path) -> None:

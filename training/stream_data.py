@@ -31,11 +31,9 @@ the count or the fingerprint differ: other photos would be other batches.
 
 Sharding (``--strategy multiworker``): :class:`StreamGenerator` accepts ``shard=(worker, count)``
 and then serves that worker's contiguous slice of every global batch (crops, taps, targets and
-hints: the slices in order make up the global batch). What remains: the session still gives every
-worker the whole global batch (``shard=(0, 1)``) and Keras keeps each worker's slice, as for every
-``fit`` model (docs/speed.md), so each worker decodes and encodes all of it. Feeding each worker its
-own shard needs a per-worker input (``strategy.distribute_datasets_from_function`` with auto-sharding
-off) in ``training.fit`` instead of the global ``StepStream``.
+hints: the slices in order make up the global batch). The session gives each worker its own
+(``training.distribute.per_worker_stream``, one input pipeline per worker), so each worker decodes
+and encodes only its slice.
 """
 from __future__ import annotations
 
