@@ -257,8 +257,8 @@ class Colorizer:
                                          core_hints.global_vector(dist)[None],
                                          None if match_pixels is None else [match_pixels])
             detail = self.detail_view(L, view)
-            colored = self.colorize(gray[None], labels, hints=hint_inputs,
-                                    detail=None if detail is None else detail[None])[0]   # (h, w, 3) float32 [0, 1]
+            seen = {} if detail is None else {"detail": detail[None]}
+            colored = self.colorize(gray[None], labels, hints=hint_inputs, **seen)[0]   # (h, w, 3) float32 [0, 1]
             ab = colorspace.rgb_to_lab(colored)[..., 1:].astype(np.float32)  # the GAN's RGB too: its chroma
             abs_.append(ab if view == shape else cv2.resize(ab, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR))
         return abs_[0] if len(abs_) == 1 else (abs_[0] + abs_[1]) / 2

@@ -272,6 +272,7 @@ class TinyColorizer:
     image_size = 8
     colorize_photo = Colorizer.colorize_photo
     working_ab = Colorizer.working_ab
+    detail_view = staticmethod(lambda L, shape: None)   # no encoder detail
     square_view = False
 
     def working_shape(self, full_hw, long_side=None):

@@ -24,6 +24,7 @@ class NoisyColorizer:
     takes_hints = True
     square_view = False
     working_ab = Colorizer.working_ab   # the real one: this stands in for the network alone
+    detail_view = staticmethod(lambda L, shape: None)   # no encoder detail
 
     def __init__(self, noise: float = 0.15, work=(16, 16)):
         self.noise, self.work = noise, work
