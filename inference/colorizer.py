@@ -177,9 +177,10 @@ class Colorizer:
         """The size (h, w) the network colorizes a photo of full_hw at (inference.fullres): effnet_unet at
         the photo's aspect ratio, long side ``long_side`` (default: the run's ``work_size``); unet and the GAN so
         only when ``long_side`` is given; else the training size (the photo squashed)."""
-        if self.fixed_size_note(long_side) is not None or (long_side is None and not self.flexible_size):
+        size = self.used_work_size(long_side)
+        if size is None:
             return self.image_size, self.image_size
-        return fullres.working_shape(full_hw, long_side or self.work_size, self.work_multiple)
+        return fullres.working_shape(full_hw, size, self.work_multiple)
 
     def used_work_size(self, long_side: int | None = None) -> int | None:
         """The long side photos are colorized at for a --work-size of ``long_side`` (what a result file
@@ -257,8 +258,8 @@ class Colorizer:
                                          core_hints.global_vector(dist)[None],
                                          None if match_pixels is None else [match_pixels])
             detail = self.detail_view(L, view)
-            seen = {} if detail is None else {"detail": detail[None]}
-            colored = self.colorize(gray[None], labels, hints=hint_inputs, **seen)[0]   # (h, w, 3) float32 [0, 1]
+            colored = self.colorize(gray[None], labels, hints=hint_inputs,
+                                    detail=None if detail is None else detail[None])[0]   # (h, w, 3) float32 [0, 1]
             ab = colorspace.rgb_to_lab(colored)[..., 1:].astype(np.float32)  # the GAN's RGB too: its chroma
             abs_.append(ab if view == shape else cv2.resize(ab, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR))
         return abs_[0] if len(abs_) == 1 else (abs_[0] + abs_[1]) / 2

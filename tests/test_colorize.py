@@ -61,7 +61,7 @@ class FakeColorizer:
         self.rgb = np.asarray(rgb, np.float32)
         self.labels = []
 
-    def colorize(self, images, labels=None, hints=None):
+    def colorize(self, images, labels=None, hints=None, detail=None):
         assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3)
         assert (images[..., 0] == images[..., 2]).all()           # the model is given gray only
         self.labels.append(labels)

@@ -278,7 +278,7 @@ class TinyColorizer:
     def working_shape(self, full_hw, long_side=None):
         return 8, 8
 
-    def colorize(self, images, labels=None, hints=None):
+    def colorize(self, images, labels=None, hints=None, detail=None):
         out = images.astype(np.float32) / 255.0
         out[..., 0] = 0.8
         return out

@@ -33,7 +33,7 @@ class NoisyColorizer:
     def working_shape(self, full_hw, long_side=None):
         return self.work
 
-    def colorize(self, images, labels=None, hints=None):
+    def colorize(self, images, labels=None, hints=None, detail=None):
         assert images.dtype == np.uint8 and images.shape[1:3] == self.work
         self.hints.append(hints)
         seed = int.from_bytes(hashlib.sha256(images.tobytes()).digest()[:8], "little")
